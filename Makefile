@@ -1,0 +1,36 @@
+# coffeetime: the two commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench docs up migrate clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/coffeetime demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+docs: $(STAMP)
+	$(BIN)/coffeetime docs --out docs/asyncapi.json
+
+up: $(STAMP)
+	$(BIN)/coffeetime up
+
+migrate: $(STAMP)
+	$(BIN)/coffeetime migrate
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,218 @@
+"""Types and validators shared by every contract: credit codes, phones, times, sizes.
+
+Every edge validates with these, so a bad value gets the same field-level error
+whichever subject it arrived on.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from shared import clock
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# --- unified social credit code (统一社会信用代码, GB 32100-2015) -------------
+
+USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # 31 characters: no I, O, S, V, Z
+_USCC_WEIGHTS = [pow(3, i, 31) for i in range(17)]  # 1, 3, 9, 27, 19, 26, ...
+_USCC_SHAPE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+
+
+def uscc_check_character(first17: str) -> str:
+    """The 18th character of a credit code, computed from the first 17 (mod 31)."""
+    total = sum(USCC_CHARSET.index(c) * w for c, w in zip(first17, _USCC_WEIGHTS, strict=True))
+    return USCC_CHARSET[(31 - total % 31) % 31]
+
+
+def validate_uscc(value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 18:
+        raise ValueError(f"a unified social credit code has 18 characters, got {len(code)}")
+    if not _USCC_SHAPE.match(code):
+        raise ValueError(
+            "a unified social credit code uses digits and the letters A-Y without I, O, S, V, Z, "
+            "with a 6-digit administrative division code in positions 3-8"
+        )
+    expected = uscc_check_character(code[:17])
+    if code[17] != expected:
+        raise ValueError(f"check character is {code[17]!r} but should be {expected!r}")
+    return code
+
+
+# --- phones -----------------------------------------------------------------
+
+_MOBILE = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
+_LANDLINE = re.compile(r"^(0\d{2,3})(\d{7,8})(?:(?:ext|转|#|-)(\d{1,6}))?$")
+_SERVICE = re.compile(r"^((?:400|800)\d{7})$")
+
+
+def normalize_phone(value: str) -> str:
+    """A mainland mobile (11 digits), landline (area code + 7-8 digits) or 400/800 number.
+
+    Spaces, dots and parentheses are ignored; landlines come back as ``028-88886666``.
+    """
+    raw = re.sub(r"[\s().]", "", value)
+    compact = raw.replace("-", "")
+    if m := _MOBILE.match(compact):
+        return m.group(1)
+    if m := _SERVICE.match(compact):
+        return m.group(1)
+    # a landline may keep a hyphen before an extension: 028-88886666-123
+    parts = raw.split("-")
+    if len(parts) == 3 and parts[2].isdigit():
+        candidate = parts[0] + parts[1] + "-" + parts[2]
+    else:
+        candidate = compact
+    if m := _LANDLINE.match(candidate):
+        area, number, ext = m.groups()
+        return f"{area}-{number}" + (f"-{ext}" if ext else "")
+    raise ValueError("not a mainland mobile (1[3-9] and 9 digits), landline (0 + area code + 7-8 digits) or 400/800 number")
+
+
+def mask_phone(phone: str) -> str:
+    """``13812345678`` → ``138****5678``; keeps only what an operator needs to tell numbers apart."""
+    digits = re.sub(r"\D", "", phone)
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return digits[:3] + "****" + digits[-4:]
+
+
+def mask_name(name: str) -> str:
+    """``潘星`` → ``潘*``, ``王洪涛`` → ``王*涛``, ``Alice`` → ``A***e``."""
+    name = name.strip()
+    if len(name) <= 1:
+        return "*"
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+# --- times --------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a time must carry its UTC offset (RFC 3339), e.g. 2026-11-26T09:30:00+08:00")
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("not an RFC 3339 time with offset, e.g. 2026-11-26T09:30:00+08:00")
+    # Python's fromisoformat takes at most 6 fractional digits
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value)
+    return datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+
+
+def _not_in_future(value: datetime) -> datetime:
+    if value - clock.now() > FUTURE_TOLERANCE:
+        raise ValueError("lies more than 5 minutes in the future")
+    return value
+
+
+Rfc3339 = Annotated[datetime, BeforeValidator(_rfc3339)]
+"""An aware time, RFC 3339 on the wire."""
+
+ReceivedTime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_not_in_future)]
+"""An RFC 3339 time that is not more than 5 minutes in the future (clock skew allowed)."""
+
+Uscc = Annotated[str, AfterValidator(validate_uscc)]
+Phone = Annotated[str, AfterValidator(normalize_phone)]
+Content = Annotated[str, Field(min_length=1, max_length=5000), AfterValidator(lambda s: _not_blank(s))]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+SourceId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
+UnitCode = Annotated[str, Field(min_length=2, max_length=48, pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def to_shanghai(value: datetime) -> str:
+    """RFC 3339 in +08:00, the form every outbound time takes."""
+    return value.astimezone(SHANGHAI).isoformat()
+
+
+# --- enumerations -------------------------------------------------------------
+
+
+class AppealKind(StrEnum):
+    appeal = "appeal"
+    consultation = "consultation"
+    complaint = "complaint"
+    suggestion = "suggestion"
+    praise = "praise"
+
+
+class Channel(StrEnum):
+    """Where an appeal came from; part of its identity with the source id."""
+
+    hotline = "hotline"
+    app = "app"
+    reception_day = "reception_day"
+    chief_rep = "chief_rep"
+    tea_talk = "tea_talk"
+    coffee_event = "coffee_event"
+
+
+class ReceptionChannel(StrEnum):
+    reception_day = "reception_day"
+    chief_rep = "chief_rep"
+    tea_talk = "tea_talk"
+
+
+class EventKind(StrEnum):
+    main = "main"
+    sub = "sub"
+
+
+class Rating(StrEnum):
+    satisfied = "satisfied"
+    basically_satisfied = "basically_satisfied"
+    unsatisfied = "unsatisfied"
+
+
+# --- base model and errors ------------------------------------------------------
+
+
+class Message(BaseModel):
+    """Base of every contract: unknown fields are ignored (senders may add optional ones)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, use_enum_values=False)
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. `items.0.contact_phone`.")
+    message: str = Field(description="What is wrong with it, in English.")
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """One error per field, named by its dotted path, from a pydantic error."""
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        out.append(FieldError(field=loc, message=msg))
+    return out
+
+
+def parse_date(value: str) -> date:
+    return date.fromisoformat(value)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

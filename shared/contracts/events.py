@@ -1,0 +1,288 @@
+"""Domain events: what happened, in the past tense. One definition, used by producer and consumer.
+
+Every event carries `event_id` (the outbox id, also its `Nats-Msg-Id`), `occurred_at`,
+`appeal_id` (except a rejection that never became an appeal), `source_ref`
+(`<channel>:<source id>`) and `correlation_id`. Work-order events add `order_id`,
+`unit_code` and the unit's name `unit`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from shared.contracts.common import AppealKind, Channel, FieldError, Message, Rating, Rfc3339
+
+
+class DomainEvent(Message):
+    event_id: str = Field("", description="Unique id of this event (the outbox id); also its `Nats-Msg-Id`.")
+    occurred_at: Rfc3339 = Field(description="When it happened, RFC 3339.")
+    appeal_id: str = Field(description="The appeal concerned.")
+    source_ref: str = Field("", description="`<channel>:<source id>` of the message that started the appeal.")
+    correlation_id: str = Field("", description="Ties together everything caused by one inbound message.")
+    actor: str = Field("system", description="Who did it: a person, a unit or `system`.")
+
+
+# --- intake ---------------------------------------------------------------------
+
+
+class Party(Message):
+    name: str | None = Field(None, description="Name.")
+    phone: str | None = Field(None, description="Normalised phone.")
+    uscc: str | None = Field(None, description="Credit code (enterprises only).")
+
+
+class EventProposal(Message):
+    """What the organiser of a coffee event proposed for one item."""
+
+    event_id: str = Field(description="The event record.")
+    event_kind: str = Field(description="main or sub.")
+    event_date: str = Field(description="YYYY-MM-DD.")
+    theme: str | None = Field(None, description="The event's theme.")
+    organizer_unit: str = Field(description="The organising unit.")
+    item_no: int = Field(description="The item within the event.")
+    proposed_unit: str | None = Field(None, description="The unit proposed (name or unit_code).")
+    proposed_opinion: str | None = Field(None, description="The proposed handling opinion.")
+    proposed_deadline_days: int | None = Field(None, description="The proposed deadline in working days.")
+
+
+class AppealRegistered(DomainEvent):
+    """`ct.appeal.registered`: an appeal was registered once, whatever the number of deliveries."""
+
+    channel: Channel = Field(description="hotline, app, reception_day, chief_rep, tea_talk or coffee_event.")
+    source_id: str = Field(description="The sender's own id (for an event item: `<event_id>#<item_no>`).")
+    enterprise: Party = Field(description="The enterprise: name and credit code.")
+    contact: Party = Field(description="Who to tell: name and phone.")
+    content: str = Field(description="The appeal.")
+    title: str | None = Field(None, description="Short title, when the sender gave one.")
+    category_hint: str | None = Field(None, description="The sender's category.")
+    address: str | None = Field(None, description="Where the problem is.")
+    kind: AppealKind = Field(description="appeal, consultation, complaint, suggestion or praise.")
+    urgent: bool = Field(False, description="Marked urgent.")
+    received_at: Rfc3339 = Field(description="When the appeal was received at the source; deadlines count from here.")
+    proposal: EventProposal | None = Field(None, description="The coffee event's proposals, for an event item.")
+
+
+class AppealRejected(Message):
+    """`ct.appeal.rejected`: an inbound message was invalid; nothing was stored."""
+
+    event_id: str = Field("", description="Unique id of this event.")
+    occurred_at: Rfc3339 = Field(description="When it was rejected.")
+    subject: str = Field(description="The subject the message arrived on.")
+    source_id: str | None = Field(None, description="The sender's id, where it could be read.")
+    msg_id: str | None = Field(None, description="The message's `Nats-Msg-Id` header.")
+    errors: list[FieldError] = Field(description="One error per field, each naming its field.")
+
+
+class AppealMerged(DomainEvent):
+    """`ct.appeal.merged`: a duplicate appeal now follows its master."""
+
+    master_appeal_id: str = Field(description="The appeal it follows.")
+
+
+# --- dispatch -------------------------------------------------------------------
+
+
+class OrderEvent(DomainEvent):
+    order_id: str = Field(description="The work order.")
+    unit_code: str = Field(description="ASCII code of the unit holding the order.")
+    unit: str = Field(description="The unit's name.")
+
+
+class OrderDispatched(OrderEvent):
+    """`ct.order.dispatched`: a work order was given to a unit (派单)."""
+
+    role: Literal["lead", "co"] = Field(description="lead (主办) or co-handling (协办).")
+    category: str = Field(description="The category the appeal was routed as.")
+    reasons: list[str] = Field(default_factory=list, description="Why this unit, e.g. `matched 左转车道, 违停 → traffic police`.")
+    received_at: Rfc3339 = Field(description="When the appeal was received; the handling clock counts from here.")
+    deadline_days: int = Field(description="Handling deadline in working days.")
+    sign_hours: float = Field(description="Sign-for limit in working hours.")
+    urgent: bool = Field(False, description="Urgent appeal.")
+    reopen_count: int = Field(0, description="How often the appeal was reopened for this unit (重办).")
+    policy: dict = Field(default_factory=dict, description="The escalation policy snapshotted on the order.")
+    summary: str = Field("", description="Short summary of the appeal, for notifications.")
+    enterprise_name: str | None = Field(None, description="The enterprise.")
+
+
+class OrderSigned(OrderEvent):
+    """`ct.order.signed`: the unit accepted the order (签收)."""
+
+
+class OrderReturned(OrderEvent):
+    """`ct.order.returned`: the unit says it is the wrong unit (退单); the lead unit decides."""
+
+    reason: str = Field(description="Why.")
+    return_count: int = Field(description="Returns of this appeal so far.")
+
+
+class ReturnDecided(OrderEvent):
+    """`ct.order.return_decided`: the lead unit accepted a return or sent the order back."""
+
+    accepted: bool = Field(description="True: the return stands and the appeal is re-dispatched.")
+
+
+class OrderProgressed(OrderEvent):
+    """`ct.order.progressed`: the unit reported progress."""
+
+    note: str = Field(description="What was done.")
+
+
+class ExtensionRequested(OrderEvent):
+    """`ct.order.extension_requested`: the unit asks for more working days (延期)."""
+
+    days: int = Field(description="Extra working days asked for.")
+    reason: str = Field(description="Why.")
+
+
+class ExtensionGranted(OrderEvent):
+    """`ct.order.extension_granted`: the lead unit granted the extension; the deadline moves."""
+
+    days: int = Field(description="Extra working days granted.")
+    total_extension_days: int = Field(description="All extension days granted on this order.")
+
+
+class ExtensionDenied(OrderEvent):
+    """`ct.order.extension_denied`: the lead unit denied the extension."""
+
+    reason: str = Field(description="Why.")
+
+
+class OrderReplied(OrderEvent):
+    """`ct.order.replied`: the unit answered; the enterprise is asked to rate it."""
+
+    reply: str = Field(description="The answer.")
+    resolved: bool = Field(description="Whether the problem is solved.")
+    contact_phone: str | None = Field(None, description="Who to ask for the rating.")
+
+
+class EscalationRequested(OrderEvent):
+    """`ct.order.escalation_requested`: the unit flags the appeal difficult or major (疑难或重大)."""
+
+    reason: str = Field(description="Why.")
+
+
+class OrderRejected(Message):
+    """`ct.order.rejected`: a unit action was refused and changed nothing."""
+
+    event_id: str = Field("", description="Unique id of this event.")
+    occurred_at: Rfc3339 = Field(description="When.")
+    action_id: str | None = Field(None, description="The refused action.")
+    action: str = Field(description="sign, return, ...")
+    unit_code: str = Field(description="The unit that acted.")
+    order_id: str | None = Field(None, description="The order named.")
+    appeal_id: str | None = Field(None, description="The appeal, when the order is known.")
+    reason: str = Field(description="not_your_order, illegal_transition, unknown_order, invalid, return_limit_reached ...")
+    detail: str = Field("", description="Human-readable explanation.")
+    errors: list[FieldError] = Field(default_factory=list, description="Field errors for an invalid action.")
+
+
+class AppealQueued(DomainEvent):
+    """`ct.appeal.queued`: routing was not clear; the appeal waits in the lead unit's manual queue."""
+
+    reasons: list[str] = Field(default_factory=list, description="The candidates and why none was clear.")
+    summary: str = Field("", description="Short summary.")
+
+
+class AppealClosed(DomainEvent):
+    """`ct.appeal.closed`: the appeal is finished (办结)."""
+
+    outcome: Literal["satisfied", "basically_satisfied", "not_rated", "answered"] = Field(
+        description="The enterprise's rating, `not_rated` when no answer came in time, `answered` for a consultation answered at once."
+    )
+    answer: str | None = Field(None, description="For an answered consultation: the answer.")
+    unit_codes: list[str] = Field(default_factory=list, description="Units that held orders.")
+
+
+class AppealReopened(DomainEvent):
+    """`ct.appeal.reopened`: the enterprise was unsatisfied; the appeal goes back to the same unit (重办)."""
+
+    order_id: str = Field(description="The new work order.")
+    unit_code: str = Field(description="The unit.")
+    unit: str = Field(description="The unit's name.")
+    reopen_count: int = Field(description="Reopenings for this unit.")
+    comment: str | None = Field(None, description="The enterprise's comment.")
+
+
+class AppealRated(DomainEvent):
+    """`ct.appeal.rated`: the enterprise's rating was recorded."""
+
+    rating: Rating = Field(description="The rating.")
+    via: str | None = Field(None, description="How it came.")
+
+
+# --- escalation -------------------------------------------------------------------
+
+Clock = Literal["sign_for", "handling"]
+
+
+class DeadlineSet(DomainEvent):
+    """`ct.deadline.set`: a clock was started or moved."""
+
+    order_id: str = Field(description="The work order.")
+    unit_code: str = Field(description="The unit.")
+    clock: Clock = Field(description="sign_for (working hours) or handling (working days).")
+    due_at: Rfc3339 = Field(description="When it falls due, RFC 3339 +08:00.")
+
+
+class Person(Message):
+    role: str = Field(description="liaison, unit_head, lead_unit, district_leader, supervision_office.")
+    name: str | None = Field(None, description="Name.")
+    unit_code: str | None = Field(None, description="Their unit.")
+
+
+class DeadlineWarning(DomainEvent):
+    """`ct.deadline.warning`: a deadline is near."""
+
+    order_id: str = Field(description="The work order.")
+    unit_code: str = Field(description="The unit.")
+    unit: str = Field("", description="The unit's name.")
+    clock: Clock = Field(description="Which clock.")
+    due_at: Rfc3339 = Field(description="When it falls due.")
+    level: str = Field(description="warning_75 or warning_1d.")
+    targets: list[Person] = Field(default_factory=list, description="Who must hear.")
+
+
+class AppealEscalated(DomainEvent):
+    """`ct.appeal.escalated`: the appeal climbed a step of the ladder."""
+
+    order_id: str = Field(description="The work order.")
+    unit_code: str = Field(description="The unit.")
+    unit: str = Field("", description="The unit's name.")
+    level: Literal["overdue", "district_leader", "supervision", "difficult"] = Field(
+        description="overdue (督办: unit head and lead unit), district_leader, supervision (通报), difficult (at the unit's request)."
+    )
+    reason: str = Field(description="Why.")
+    clock: str = Field("handling", description="The clock that ran out.")
+    due_at: Rfc3339 | None = Field(None, description="The missed deadline.")
+    overdue_seconds: int = Field(0, description="How late, in seconds of wall time.")
+    targets: list[Person] = Field(default_factory=list, description="Who must hear.")
+    summary: str = Field("", description="The appeal summary.")
+
+
+# --- notify ---------------------------------------------------------------------
+
+
+class NotificationOutcome(DomainEvent):
+    notification_id: str = Field(description="(event, recipient, channel) identity of the notification.")
+    cause_event_id: str = Field(description="The event that caused it.")
+    channel: Literal["sms", "email", "wecom"] = Field(description="sms, email or wecom.")
+    recipient: str = Field(description="Masked recipient.")
+    template: str = Field(description="Template used.")
+    attempts: int = Field(description="Attempts made.")
+
+
+class NotificationDelivered(NotificationOutcome):
+    """`ct.notify.delivered`: the channel accepted the message."""
+
+
+class NotificationFailed(NotificationOutcome):
+    """`ct.notify.failed`: every attempt failed."""
+
+    error: str = Field(description="The last error.")
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat()

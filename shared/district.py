@@ -1,0 +1,167 @@
+"""The district's configuration: units, people, categories and routing rules.
+
+One file (``DISTRICT_CONFIG``, default ``shared/district.yaml``) read by dispatch
+(routing, tokens), escalation (who is told at each step) and notify (phones,
+e-mail, WeCom webhooks). Validated with pydantic at start-up: a bad file stops
+the service with the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_PATH = Path(__file__).with_name("district.yaml")
+
+
+class UnitKind(StrEnum):
+    bureau = "bureau"
+    town = "town"  # town or street (镇/街道)
+    park = "park"  # park committee (管委会)
+    utility = "utility"
+    lead = "lead"  # the lead unit (牵头单位, 区行政审批局)
+    supervision = "supervision"  # 区委区政府督查室
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    phone: str | None = None
+    email: str | None = None
+    wecom_webhook: str | None = None
+    lang: str = Field("zh", pattern="^(zh|en)$", description="Preferred language of messages.")
+
+
+class Unit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit_code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    kind: UnitKind
+    aliases: list[str] = Field(default_factory=list, description="Other names it is called by (e.g. 供电部门).")
+    liaisons: list[Contact] = Field(default_factory=list, description="Fixed liaisons (固定联络人).")
+    head: Contact | None = Field(None, description="The unit's head, told when an order is overdue.")
+    chief_representative: Contact | None = Field(None, description="政府首席代表.")
+    wecom_webhook: str | None = Field(None, description="The unit's group robot.")
+    token_sha256: str | None = Field(None, description="SHA-256 hex of the unit's API bearer token.")
+
+    def token_matches(self, token: str) -> bool:
+        return self.token_sha256 is not None and hashlib.sha256(token.encode()).hexdigest() == self.token_sha256
+
+
+class Leader(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    leader_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    title: str
+    contact: Contact
+    categories: list[str] = Field(default_factory=list, description="Categories this leader coordinates; empty = any.")
+
+
+class Category(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Chinese name, as senders use it in category_hint (e.g. 交通出行).")
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    deadline_days: int = Field(ge=1, le=365, description="Handling deadline in working days.")
+    sign_hours: float = Field(gt=0, le=80, description="Sign-for limit in working hours.")
+    default_unit: str | None = Field(None, description="unit_code used when only the category is known.")
+    aliases: list[str] = Field(default_factory=list)
+
+
+class RoutingRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit: str = Field(description="unit_code the rule points to.")
+    keywords: list[str] = Field(default_factory=list, description="Chinese keywords found in the content.")
+    categories: list[str] = Field(default_factory=list, description="Category names or codes.")
+    areas: list[str] = Field(default_factory=list, description="Towns, streets, parks, landmarks.")
+    weight: float = Field(1.0, gt=0)
+
+
+class KnownAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keywords: list[str] = Field(min_length=1, description="All must appear in a consultation for the answer to apply.")
+    answer: str
+
+
+class District(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    units: list[Unit]
+    leaders: list[Leader] = Field(default_factory=list)
+    categories: list[Category]
+    routing: list[RoutingRule] = Field(default_factory=list)
+    known_answers: list[KnownAnswer] = Field(default_factory=list)
+    min_score: float = Field(2.0, description="A unit needs at least this score to be dispatched automatically.")
+    min_margin: float = Field(1.0, description="...and this much more than the runner-up.")
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> "District":
+        codes = {u.unit_code for u in self.units}
+        if len(codes) != len(self.units):
+            raise ValueError("units: unit_code values must be unique")
+        for c in self.categories:
+            if c.default_unit and c.default_unit not in codes:
+                raise ValueError(f"categories.{c.code}.default_unit: unknown unit {c.default_unit!r}")
+        for i, r in enumerate(self.routing):
+            if r.unit not in codes:
+                raise ValueError(f"routing.{i}.unit: unknown unit {r.unit!r}")
+        kinds = [u.kind for u in self.units]
+        if kinds.count(UnitKind.lead) != 1:
+            raise ValueError("units: exactly one unit must be of kind 'lead'")
+        if kinds.count(UnitKind.supervision) != 1:
+            raise ValueError("units: exactly one unit must be of kind 'supervision'")
+        return self
+
+    # --- look-ups ---------------------------------------------------------------
+
+    def unit(self, code: str) -> Unit:
+        for u in self.units:
+            if u.unit_code == code:
+                return u
+        raise KeyError(code)
+
+    def find_unit(self, name_or_code: str) -> Unit | None:
+        """A unit by code, name or alias (an event's proposed unit may be any of them)."""
+        key = name_or_code.strip()
+        for u in self.units:
+            if key in (u.unit_code, u.name) or key in u.aliases:
+                return u
+        return None
+
+    @property
+    def lead_unit(self) -> Unit:
+        return next(u for u in self.units if u.kind == UnitKind.lead)
+
+    @property
+    def supervision_office(self) -> Unit:
+        return next(u for u in self.units if u.kind == UnitKind.supervision)
+
+    def category(self, name_or_code: str | None) -> Category | None:
+        if not name_or_code:
+            return None
+        for c in self.categories:
+            if name_or_code in (c.name, c.code) or name_or_code in c.aliases:
+                return c
+        return None
+
+    def leader_for(self, category: str | None) -> Leader | None:
+        for leader in self.leaders:
+            if category and category in leader.categories:
+                return leader
+        return next((leader for leader in self.leaders if not leader.categories), self.leaders[0] if self.leaders else None)
+
+
+def load_district(path: str | Path | None = None) -> District:
+    path = Path(path or os.environ.get("DISTRICT_CONFIG") or DEFAULT_PATH)
+    return District.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=4)
+def district(path: str | None = None) -> District:
+    """The configured district, loaded once per process."""
+    return load_district(path)
