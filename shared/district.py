@@ -13,9 +13,12 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from shared.contracts.common import normalize_phone
 
 DEFAULT_PATH = Path(__file__).with_name("district.yaml")
 
@@ -32,8 +35,10 @@ class UnitKind(StrEnum):
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    phone: str | None = None
-    email: str | None = None
+    phone: Annotated[str, AfterValidator(normalize_phone)] | None = Field(
+        None, description="Mainland mobile or landline; stored normalised."
+    )
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     wecom_webhook: str | None = None
     lang: str = Field("zh", pattern="^(zh|en)$", description="Preferred language of messages.")
 
@@ -48,7 +53,9 @@ class Unit(BaseModel):
     head: Contact | None = Field(None, description="The unit's head, told when an order is overdue.")
     chief_representative: Contact | None = Field(None, description="政府首席代表.")
     wecom_webhook: str | None = Field(None, description="The unit's group robot.")
-    token_sha256: str | None = Field(None, description="SHA-256 hex of the unit's API bearer token.")
+    token_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex (lower case) of the unit's API bearer token."
+    )
 
     def token_matches(self, token: str) -> bool:
         return self.token_sha256 is not None and hashlib.sha256(token.encode()).hexdigest() == self.token_sha256
@@ -98,6 +105,11 @@ class District(BaseModel):
     known_answers: list[KnownAnswer] = Field(default_factory=list)
     min_score: float = Field(2.0, description="A unit needs at least this score to be dispatched automatically.")
     min_margin: float = Field(1.0, description="...and this much more than the runner-up.")
+    co_share: float = Field(
+        0.25, ge=0, le=1,
+        description="A unit whose content matched also co-handles (协办) when it scores at least min_score "
+        "and this share of the lead unit's score.",
+    )
 
     @model_validator(mode="after")
     def _references_exist(self) -> "District":
@@ -110,6 +122,30 @@ class District(BaseModel):
         for i, r in enumerate(self.routing):
             if r.unit not in codes:
                 raise ValueError(f"routing.{i}.unit: unknown unit {r.unit!r}")
+        names: dict[str, str] = {}
+        for u in self.units:
+            for label in (u.name, *u.aliases):
+                owner = names.setdefault(label, u.unit_code)
+                if owner != u.unit_code:
+                    raise ValueError(f"units.{u.unit_code}.aliases: {label!r} already names unit {owner!r}")
+        cat_codes = [c.code for c in self.categories]
+        if len(set(cat_codes)) != len(cat_codes):
+            raise ValueError("categories: code values must be unique")
+        cat_names = [c.name for c in self.categories]
+        if len(set(cat_names)) != len(cat_names):
+            raise ValueError("categories: name values must be unique")
+        known_categories = {*cat_codes, *cat_names, *(a for c in self.categories for a in c.aliases)}
+        for i, r in enumerate(self.routing):
+            for name in r.categories:
+                if name not in known_categories:
+                    raise ValueError(f"routing.{i}.categories: unknown category {name!r}")
+        leader_ids = [leader.leader_id for leader in self.leaders]
+        if len(set(leader_ids)) != len(leader_ids):
+            raise ValueError("leaders: leader_id values must be unique")
+        for leader in self.leaders:
+            for name in leader.categories:
+                if name not in known_categories:
+                    raise ValueError(f"leaders.{leader.leader_id}.categories: unknown category {name!r}")
         kinds = [u.kind for u in self.units]
         if kinds.count(UnitKind.lead) != 1:
             raise ValueError("units: exactly one unit must be of kind 'lead'")
@@ -150,8 +186,14 @@ class District(BaseModel):
         return None
 
     def leader_for(self, category: str | None) -> Leader | None:
+        """The district leader who coordinates a category (by name, code or alias).
+
+        Falls back to a leader with no categories (any), then to the first leader.
+        """
+        cat = self.category(category)
+        labels = {category} | ({cat.name, cat.code, *cat.aliases} if cat else set())
         for leader in self.leaders:
-            if category and category in leader.categories:
+            if category and labels & set(leader.categories):
                 return leader
         return next((leader for leader in self.leaders if not leader.categories), self.leaders[0] if self.leaders else None)
 

@@ -286,3 +286,31 @@ class NotificationFailed(NotificationOutcome):
 
 def iso(value: datetime) -> str:
     return value.isoformat()
+
+
+# --- query replies (ct.q.appeal and GET /appeals/{appeal_id}) ----------------------
+
+
+class TimelineItem(Message):
+    at: Rfc3339 = Field(description="When it happened.")
+    subject: str = Field(description="The event's subject.")
+    actor: str = Field(description="Who.")
+    what: str = Field(description="What.")
+
+
+class AppealStatus(Message):
+    """The reply to `ct.q.appeal`: the appeal's status and its timeline. Phones are masked."""
+
+    found: bool = Field(True, description="False when no appeal matches.")
+    appeal_id: str | None = Field(None, description="The appeal id.")
+    channel: str | None = Field(None, description="Its channel.")
+    source_id: str | None = Field(None, description="The sender's own id.")
+    status: str | None = Field(None, description="registered, awaiting_dispatch, dispatched, in_progress, returned, replied, reopened, closed.")
+    enterprise_name: str | None = Field(None, description="The enterprise.")
+    contact_phone: str | None = Field(None, description="Masked contact phone.")
+    kind: str | None = Field(None, description="appeal, consultation, ...")
+    content: str | None = Field(None, description="The appeal.")
+    received_at: Rfc3339 | None = Field(None, description="When it was received.")
+    registered_at: Rfc3339 | None = Field(None, description="When intake registered it.")
+    timeline: list[TimelineItem] = Field(default_factory=list, description="Everything that happened, oldest first.")
+    error: str | None = Field(None, description="Why the query could not be answered.")

@@ -1,0 +1,265 @@
+"""NATS JetStream plumbing: streams, durable pull consumers and the idempotent consumer pattern.
+
+A service registers a *batch handler* per subject with :func:`subscribe`. The
+handler gets the fetched messages as :class:`Delivery` objects and handles them in
+one transaction; the pattern around it:
+
+- acks each message only after the handler returned (its transaction committed);
+- if the batch fails, retries each message on its own, so one poison message
+  cannot hold back the others;
+- a message that still fails is NAKed with a growing delay, and once it was
+  delivered ``max_deliver`` times it goes to ``ct.dlq.<service>.<subject>``, is
+  counted, and is acked: never lost, never blocking.
+
+Replicas share work through one durable pull consumer per (service, subject).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from shared import metrics
+from shared.contracts.common import FieldError, field_errors
+from shared.contracts.subjects import STREAMS, StreamDef, dead_letter_subject, stream_for
+
+log = logging.getLogger("coffeetime.bus")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Delivery:
+    """One fetched JetStream message, with what the handler needs to know about it."""
+
+    raw: Msg
+    subject: str
+    data: bytes
+    msg_id: str | None
+    num_delivered: int
+    stream_seq: int
+    parsed: Any = None
+    errors: list[FieldError] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, msg: Msg) -> "Delivery":
+        meta = msg.metadata
+        return cls(raw=msg, subject=msg.subject, data=msg.data, msg_id=(msg.headers or {}).get("Nats-Msg-Id"),
+                   num_delivered=meta.num_delivered, stream_seq=meta.sequence.stream)
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+    def parse(self, model: type[M]) -> M | None:
+        """Validate the body against ``model``; on failure keep field errors and return None."""
+        try:
+            self.parsed = model.model_validate_json(self.data)
+            return self.parsed
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                self.errors = [FieldError(field="body", message="not a JSON object")]
+            else:
+                self.errors = field_errors(exc)
+            return None
+
+    def readable_field(self, name: str) -> str | None:
+        """A field read from a body that may be invalid, for error reports."""
+        try:
+            body = json.loads(self.data)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        value = body.get(name) if isinstance(body, dict) else None
+        return str(value)[:160] if value is not None else None
+
+
+BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+
+
+async def ensure_streams(js, streams: tuple[StreamDef, ...] = STREAMS) -> None:
+    """Create the streams, or bring their subjects and limits up to date. Safe with replicas."""
+    for s in streams:
+        config = StreamConfig(
+            name=s.name, subjects=list(s.subjects), description=s.description,
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
+            max_age=s.max_age_days * 86400, duplicate_window=s.duplicate_window_s,
+        )
+        try:
+            await js.stream_info(s.name)
+            await js.update_stream(config)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+            except BadRequestError:
+                await js.update_stream(config)  # another replica created it meanwhile
+
+
+async def ensure_consumer(js, stream: str, durable: str, subject: str, max_deliver: int, ack_wait: float) -> None:
+    """Create the durable pull consumer, or update its limits (nats-py binds without updating)."""
+    config = ConsumerConfig(
+        durable_name=durable, filter_subject=subject, ack_policy=JsAckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait,
+        # a backstop: the pattern dead-letters at max_deliver; the server never gives up first
+        max_deliver=max_deliver + 3, max_ack_pending=20_000,
+    )
+    try:
+        await js.add_consumer(stream, config)
+    except BadRequestError as exc:
+        log.warning("consumer exists with other settings; keeping them",
+                    extra={"consumer": durable, "error": str(exc)})
+
+
+@dataclass
+class Subscription:
+    service: str
+    subject: str
+    durable: str
+    stream: str
+    handler: BatchHandler
+
+
+class ConsumerGroup:
+    """The subscriptions of one service, with the idempotent consumer pattern around each.
+
+    Each subscription is a loop over a durable pull consumer: ``fetch`` returns as
+    soon as messages are available (up to ``batch_size``), so batches grow with the
+    load and an idle consumer costs one long poll every few seconds.
+    """
+
+    def __init__(self, service: str, broker: NatsBroker, *, batch_size: int = 200, fetch_timeout: float = 5.0,
+                 max_deliver: int = 5, ack_wait: float = 30.0, backoff: list[float] | None = None,
+                 on_committed: Callable[[], None] | None = None) -> None:
+        self.service = service
+        self.broker = broker
+        self.batch_size = batch_size
+        self.fetch_timeout = fetch_timeout
+        self.max_deliver = max_deliver
+        self.ack_wait = ack_wait
+        self.backoff = backoff or [1, 5, 15, 60]
+        self.on_committed = on_committed
+        self.subscriptions: list[Subscription] = []
+        self._loops: list[asyncio.Task] = []
+        self._in_flight: set[asyncio.Task] = set()
+        self._stopping = False
+
+    def durable_name(self, subject: str) -> str:
+        return f"{self.service}-" + subject.replace(".", "_").replace("*", "any").replace(">", "all")
+
+    def subscribe(self, subject: str, handler: BatchHandler, durable: str | None = None) -> None:
+        """Register ``handler`` for ``subject`` on a durable pull consumer shared by all replicas."""
+        stream = stream_for(subject).name
+        self.subscriptions.append(Subscription(self.service, subject, durable or self.durable_name(subject),
+                                               stream, handler))
+
+    async def declare(self, js) -> None:
+        for sub in self.subscriptions:
+            await ensure_consumer(js, sub.stream, sub.durable, sub.subject, self.max_deliver, self.ack_wait)
+
+    async def start(self, js) -> None:
+        self._stopping = False
+        for sub in self.subscriptions:
+            psub = await js.pull_subscribe_bind(durable=sub.durable, stream=sub.stream)
+            self._loops.append(asyncio.create_task(self._consume(sub, psub), name=f"consume-{sub.durable}"))
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """Stop fetching; let the batches being handled finish (and ack) first."""
+        self._stopping = True
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=timeout)
+
+    async def _consume(self, sub: Subscription, psub) -> None:
+        while not self._stopping:
+            try:
+                msgs = await psub.fetch(self.batch_size, timeout=self.fetch_timeout)
+            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - connection trouble: nats-py reconnects, we retry
+                log.warning("fetch failed", extra={"consumer": sub.durable, "error": repr(exc)})
+                await asyncio.sleep(0.5)
+                continue
+            # handled in its own task so that a stop does not cut a batch in half
+            task = asyncio.create_task(self._handle(sub, [Delivery.of(m) for m in msgs]))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            await asyncio.shield(task)
+
+    async def _handle(self, sub: Subscription, batch: list[Delivery]) -> None:
+        started = time.perf_counter()
+        for d in batch:
+            if d.num_delivered > 1:
+                metrics.REDELIVERIES.labels(self.service, sub.subject).inc()
+        try:
+            await sub.handler(batch)
+        except Exception as exc:  # noqa: BLE001 - isolate the failing message below
+            if len(batch) == 1:
+                await self._failed(sub, batch[0], exc)
+            else:
+                log.warning("batch failed; handling its messages one by one",
+                            extra={"subject": sub.subject, "size": len(batch), "error": repr(exc)})
+                for d in batch:
+                    d.parsed, d.errors = None, []
+                    try:
+                        await sub.handler([d])
+                    except Exception as one_exc:  # noqa: BLE001
+                        await self._failed(sub, d, one_exc)
+                    else:
+                        await d.raw.ack()
+                        metrics.MESSAGES.labels(self.service, sub.subject, "ok").inc()
+                if self.on_committed:
+                    self.on_committed()
+        else:
+            for d in batch:
+                await d.raw.ack()
+            metrics.MESSAGES.labels(self.service, sub.subject, "ok").inc(len(batch))
+            if self.on_committed:
+                self.on_committed()
+        metrics.HANDLER_SECONDS.labels(self.service, sub.subject).observe(time.perf_counter() - started)
+
+    async def _failed(self, sub: Subscription, d: Delivery, exc: BaseException) -> None:
+        if d.num_delivered >= self.max_deliver:
+            await self.dead_letter(sub, d, exc)
+            return
+        delay = self.backoff[min(d.num_delivered - 1, len(self.backoff) - 1)]
+        log.warning("handler failed; message will be redelivered",
+                    extra={"subject": d.subject, "delivery": d.num_delivered, "delay_s": delay, "error": repr(exc)})
+        metrics.MESSAGES.labels(self.service, sub.subject, "retried").inc()
+        await d.raw.nak(delay=delay)
+
+    async def dead_letter(self, sub: Subscription, d: Delivery, exc: BaseException) -> None:
+        headers = {
+            "Nats-Msg-Id": f"dlq-{sub.durable}-{d.stream_seq}",
+            "Ct-Original-Subject": d.subject,
+            "Ct-Original-Msg-Id": d.msg_id or "",
+            "Ct-Deliveries": str(d.num_delivered),
+            "Ct-Error": repr(exc)[:500],
+        }
+        await self.broker.publish(d.data, dead_letter_subject(self.service, d.subject), headers=headers,
+                                  stream=stream_for(dead_letter_subject(self.service, d.subject)).name)
+        await d.raw.term()
+        metrics.DEAD_LETTERS.labels(self.service, sub.subject).inc()
+        metrics.MESSAGES.labels(self.service, sub.subject, "dead_lettered").inc()
+        log.error("message dead-lettered after %d deliveries", d.num_delivered,
+                  extra={"subject": d.subject, "msg_id": d.msg_id, "error": repr(exc)})
+
+
+async def connect(url: str, name: str) -> nats.NATS:
+    """A plain nats-py connection (for tools, tests and the benchmark)."""
+    return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5)

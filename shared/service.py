@@ -1,0 +1,159 @@
+"""The shape every service shares: database, broker, outbox relay, HTTP, start and stop.
+
+A service's ``__main__.py`` builds a :class:`Service`, registers its subscribers
+(``service.consumers.subscribe``), its HTTP routes (``service.http``) and its
+background tasks, and hands it to :func:`run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import nats
+import uvicorn
+from fastapi import FastAPI, Response
+from faststream.nats import NatsBroker
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared import metrics
+from shared.bus import ConsumerGroup, ensure_streams
+from shared.db import create_pool, migrate
+from shared.logs import setup_logging
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+
+log = logging.getLogger("coffeetime.service")
+
+BackgroundTask = Callable[["Service"], Awaitable[None]]
+
+
+class Service:
+    def __init__(self, name: str, settings: Settings, migrations: Path) -> None:
+        if not settings.nats_url or not settings.database_url:
+            raise RuntimeError("NATS_URL and DATABASE_URL must be set (coffeetime up starts embedded servers)")
+        self.name = name
+        self.settings = settings
+        self.migrations = migrations
+        self.broker = NatsBroker(
+            settings.nats_url.split(","),
+            middlewares=[NatsPrometheusMiddleware(registry=metrics.registry, app_name=name)],
+            graceful_timeout=15,
+            logger=logging.getLogger(f"coffeetime.{name}.faststream"),
+            max_reconnect_attempts=-1,
+        )
+        self.consumers = ConsumerGroup(
+            name, self.broker, batch_size=settings.batch_size,
+            max_deliver=settings.max_deliver, ack_wait=settings.ack_wait_s, backoff=settings.backoff(),
+            on_committed=self.wake_outbox,
+        )
+        self.http = FastAPI(title=f"coffeetime {name}", version="1.0")
+        self.pool: asyncpg.Pool | None = None
+        self.nc: nats.NATS | None = None
+        self.js = None
+        self.relay: OutboxRelay | None = None
+        self.background: list[BackgroundTask] = []
+        self._tasks: list[asyncio.Task] = []
+        self._add_ops_routes()
+
+    # --- wiring -------------------------------------------------------------------
+
+    def _add_ops_routes(self) -> None:
+        @self.http.get("/healthz", tags=["operations"], summary="Liveness and readiness")
+        async def healthz(response: Response) -> dict:
+            checks = {"database": False, "nats": False}
+            try:
+                if self.pool:
+                    async with self.pool.acquire(timeout=2) as conn:
+                        checks["database"] = await conn.fetchval("SELECT true")
+            except Exception:  # noqa: BLE001 - reported as unhealthy
+                pass
+            checks["nats"] = bool(self.nc and self.nc.is_connected)
+            ok = all(checks.values())
+            response.status_code = 200 if ok else 503
+            return {"service": self.name, "ok": ok, **checks}
+
+        @self.http.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+        async def prometheus_metrics() -> Response:
+            return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def wake_outbox(self) -> None:
+        if self.relay:
+            self.relay.wake()
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        await migrate(s.database_url, self.name, self.migrations)
+        self.pool = await create_pool(s.database_url, self.name, s.db_pool_size)
+        self.nc = await nats.connect(s.nats_url.split(","), name=f"coffeetime-{self.name}-admin",
+                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        self.js = self.nc.jetstream()
+        await ensure_streams(self.js)
+        await self.consumers.declare(self.js)
+        self.relay = OutboxRelay(self.name, self.pool, self.js, batch=s.outbox_batch)
+        self.relay.start()
+        await self.broker.start()
+        await self.consumers.start(self.js)
+        for task in self.background:
+            self._tasks.append(asyncio.create_task(task(self), name=f"{self.name}-{task.__name__}"))
+        self._tasks.append(asyncio.create_task(self._watch_consumers(), name=f"{self.name}-consumer-stats"))
+        log.info("service started", extra={"service_name": self.name})
+
+    async def stop(self) -> None:
+        await self.consumers.stop()
+        try:
+            await self.broker.stop()  # waits for in-flight handlers (graceful_timeout)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("broker stop failed", extra={"error": repr(exc)})
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.relay:
+            await self.relay.stop()
+        if self.nc:
+            try:
+                await self.nc.drain()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.pool:
+            await self.pool.close()
+        log.info("service stopped", extra={"service_name": self.name})
+
+    async def _watch_consumers(self) -> None:
+        while True:
+            for sub in self.consumers.subscriptions:
+                try:
+                    info = await self.js.consumer_info(sub.stream, sub.durable)
+                    metrics.CONSUMER_PENDING.labels(self.name, sub.durable).set(info.num_pending + info.num_ack_pending)
+                except Exception:  # noqa: BLE001 - a gauge is not worth a crash
+                    pass
+            await asyncio.sleep(10)
+
+    async def serve(self) -> None:
+        """Run until SIGINT/SIGTERM: the service and its HTTP endpoints."""
+        await self.start()
+        config = uvicorn.Config(self.http, host=self.settings.http_host, port=self.settings.port_of(self.name),
+                                log_config=None, lifespan="off", access_log=False)
+        server = uvicorn.Server(config)
+        try:
+            await server.serve()
+        finally:
+            await self.stop()
+
+
+def run(factory: Callable[[Settings], Service], name: str) -> None:
+    """Entry point of ``python -m services.<name>`` and ``coffeetime run <name>``."""
+    settings = Settings()
+    setup_logging(name, settings.log_level)
+    service = factory(settings)
+    try:
+        asyncio.run(service.serve())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,50 @@
+"""Configuration from environment variables (pydantic-settings), one class for all services.
+
+Every variable is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("intake", "dispatch", "escalation", "notify")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    nats_url: str | None = Field(None, description="NATS server(s), comma separated. Unset: an embedded nats-server is started.")
+    database_url: str | None = Field(None, description="PostgreSQL DSN. Unset: an embedded PostgreSQL is started.")
+    sms_gateway_url: str | None = Field(None, description="SMS gateway endpoint (POST JSON {id, to, text}).")
+    smtp_host: str = Field("127.0.0.1", description="SMTP server for e-mail.")
+    smtp_port: int = Field(25, description="SMTP port.")
+    smtp_sender: str = Field("coffeetime@example.gov.cn", description="From address of e-mails.")
+    quiet_hours: str = Field("22:00-08:00", description="SMS quiet hours, Asia/Shanghai; empty turns them off.")
+    district_config: str | None = Field(None, description="Path of the district configuration (units, routing).")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR.")
+    http_host: str = Field("127.0.0.1", description="Address the services' HTTP servers bind.")
+    intake_port: int = Field(8101, description="HTTP port of intake.")
+    dispatch_port: int = Field(8102, description="HTTP port of dispatch.")
+    escalation_port: int = Field(8103, description="HTTP port of escalation.")
+    notify_port: int = Field(8104, description="HTTP port of notify.")
+    db_pool_size: int = Field(8, description="Connections per service process.")
+    batch_size: int = Field(200, description="Messages fetched per pull from JetStream.")
+    max_deliver: int = Field(5, description="Deliveries of a failing message before it is dead-lettered.")
+    ack_wait_s: float = Field(30.0, description="JetStream ack wait; above the slowest handler.")
+    retry_backoff_s: str = Field("1,5,15,60", description="Delays between redeliveries of a failing message.")
+    outbox_batch: int = Field(500, description="Outbox rows relayed per round.")
+    scan_interval_s: float = Field(1.0, description="Escalation scanner period.")
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def backoff(self) -> list[float]:
+        return [float(x) for x in self.retry_backoff_s.split(",") if x.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

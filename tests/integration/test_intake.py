@@ -1,0 +1,146 @@
+"""Intake against the real NATS and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.intake.__main__ import create_service
+from shared.contracts import subjects
+from tests.support import Recorder, publish, running, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def a_call(**over) -> dict:
+    call = {
+        "call_id": f"CALL-{uuid.uuid4().hex[:12]}",
+        "received_at": datetime.now(timezone.utc).isoformat(),
+        "caller_phone": "13800001234",
+        "caller_name": "潘星",
+        "enterprise_name": "四川东航投资有限公司",
+        "enterprise_uscc": "914403001922038216",
+        "content": "东航中心附近路口的左转车道通行不便，高峰时段通行缓慢，建议适当调整。",
+        "category_hint": "交通出行",
+    }
+    call.update(over)
+    return call
+
+
+@pytest.fixture
+async def intake(servers):
+    async with running(create_service, servers) as service:
+        yield service
+
+
+@pytest.fixture
+async def recorder(nc):
+    rec = await Recorder(nc).watch("ct.appeal.>")
+    yield rec
+    await rec.close()
+
+
+async def count_appeals(db, channel: str, source_id: str) -> int:
+    return await db.fetchval("SELECT count(*) FROM intake.appeals WHERE channel=$1 AND source_id=$2", channel, source_id)
+
+
+async def test_a_call_republished_three_ways_creates_one_appeal(intake, js, db, recorder):
+    call = a_call()
+    await publish(js, subjects.IN_HOTLINE, call, msg_id=call["call_id"])
+    await publish(js, subjects.IN_HOTLINE, call, msg_id=call["call_id"])  # dropped by JetStream's window
+    await publish(js, subjects.IN_HOTLINE, call, msg_id=f"{call['call_id']}-retry")  # another id, same call
+    await publish(js, subjects.IN_HOTLINE, call)  # no id at all
+
+    await wait_for(lambda: recorder.on(subjects.APPEAL_REGISTERED, source_id=call["call_id"]), what="registered")
+    # the last copy is handled after the first: wait until all three reached the consumer
+    info = await wait_for(lambda: _acked_all(js), what="consumer drained")
+    assert info
+    assert await count_appeals(db, "hotline", call["call_id"]) == 1
+    registered = recorder.on(subjects.APPEAL_REGISTERED, source_id=call["call_id"])
+    assert len(registered) == 1
+    event = registered[0]
+    assert event["appeal_id"].startswith("CT-")
+    assert event["channel"] == "hotline"
+    assert event["enterprise"]["uscc"] == "914403001922038216"
+    assert event["contact"]["phone"] == "13800001234"
+    assert event["source_ref"] == f"hotline:{call['call_id']}"
+
+
+async def _acked_all(js) -> bool:
+    info = await js.consumer_info("CT_IN", "intake-ct_in_appeal_hotline")
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def test_an_invalid_call_is_rejected_with_field_errors_and_not_stored(intake, js, db, recorder):
+    future = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat()
+    call = a_call(enterprise_uscc="914403001922038217", caller_phone="12345", received_at=future, content="")
+    await publish(js, subjects.IN_HOTLINE, call, msg_id=call["call_id"])
+
+    rejected = await wait_for(lambda: recorder.on(subjects.APPEAL_REJECTED, source_id=call["call_id"]), what="rejected")
+    fields = {e["field"] for e in rejected[0]["errors"]}
+    assert fields == {"enterprise_uscc", "caller_phone", "received_at", "content"}
+    assert rejected[0]["msg_id"] == call["call_id"]
+    await wait_for(lambda: _acked_all(js), what="the rejected call acked, not redelivered")
+    assert await count_appeals(db, "hotline", call["call_id"]) == 0
+
+
+async def test_a_body_that_is_not_json_is_rejected_and_acked(intake, js, recorder):
+    msg_id = f"garbage-{uuid.uuid4().hex[:8]}"
+    await publish(js, subjects.IN_APP, b"\x00not json{", msg_id=msg_id)
+    rejected = await wait_for(lambda: recorder.on(subjects.APPEAL_REJECTED, msg_id=msg_id), what="rejected")
+    assert rejected[0]["errors"] == [{"field": "body", "message": "not a JSON object"}]
+    assert rejected[0]["source_id"] is None
+
+    async def drained():
+        info = await js.consumer_info("CT_IN", "intake-ct_in_appeal_app")
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await wait_for(drained, what="acked")
+    assert len(recorder.on(subjects.APPEAL_REJECTED, msg_id=msg_id)) == 1
+
+
+async def test_an_event_record_registers_one_appeal_per_item(intake, js, db, recorder):
+    event_id = f"EV-{uuid.uuid4().hex[:8]}"
+    record = {
+        "event_id": event_id, "kind": "sub", "date": "2026-11-20", "organizer_unit": "区行政审批局",
+        "theme": "企业发展之水电气保障", "attendees": ["区领导甲"],
+        "items": [
+            {"item_no": 1, "enterprise_name": "四川深航装饰工程有限公司", "content": "生活垃圾清运问题",
+             "contact_phone": "13900002222", "proposed_unit": "区城管局环卫所", "proposed_deadline_days": 3},
+            {"item_no": 2, "enterprise_name": "通威太阳能(成都)有限公司", "content": "招聘人才成本高",
+             "category_hint": "人才招聘"},
+        ],
+    }
+    await publish(js, subjects.IN_EVENT, record, msg_id=event_id)
+    await wait_for(lambda: len([e for e in recorder.on(subjects.APPEAL_REGISTERED)
+                                if e["source_id"].startswith(event_id)]) == 2, what="two appeals")
+    first = recorder.on(subjects.APPEAL_REGISTERED, source_id=f"{event_id}#1")[0]
+    assert first["channel"] == "coffee_event"
+    assert first["proposal"]["proposed_unit"] == "区城管局环卫所"
+    assert first["proposal"]["proposed_deadline_days"] == 3
+    assert await db.fetchval("SELECT theme FROM intake.coffee_events WHERE event_id=$1", event_id) == "企业发展之水电气保障"
+
+
+async def test_the_status_query_answers_by_id_and_by_source(intake, nc, js, recorder):
+    import json
+
+    call = a_call()
+    await publish(js, subjects.IN_HOTLINE, call, msg_id=call["call_id"])
+    event = (await wait_for(lambda: recorder.on(subjects.APPEAL_REGISTERED, source_id=call["call_id"])))[0]
+
+    async def timeline_has_registration():
+        reply = await nc.request(subjects.Q_APPEAL, json.dumps({"appeal_id": event["appeal_id"]}).encode(), timeout=5)
+        body = json.loads(reply.data)
+        return body if body["timeline"] else None
+
+    body = await wait_for(timeline_has_registration, what="timeline")
+    assert body["status"] == "registered"
+    assert body["contact_phone"] == "138****1234"
+    assert body["timeline"][0]["subject"] == "ct.appeal.registered"
+
+    reply = await nc.request(subjects.Q_APPEAL, json.dumps({"channel": "hotline", "source_id": call["call_id"]}).encode(), timeout=5)
+    assert json.loads(reply.data)["appeal_id"] == event["appeal_id"]
+    reply = await nc.request(subjects.Q_APPEAL, b"{}", timeout=5)
+    assert json.loads(reply.data)["found"] is False
