@@ -1,0 +1,195 @@
+"""The ``coffeetime`` command: run the services, migrate, the demo, reports and docs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared.settings import SERVICES, Settings
+
+HELP = """coffeetime: enterprise appeals (企业咖啡时) as services on NATS JetStream and PostgreSQL.
+
+Without NATS_URL / DATABASE_URL, `up`, `migrate`, `demo` and `report` start an embedded
+nats-server and PostgreSQL in a temporary folder."""
+
+
+def _service_module(name: str):
+    return importlib.import_module(f"services.{name}.__main__")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """One service in the foreground, as a container runs it."""
+    from shared.service import run
+
+    run(_service_module(args.service).create_service, args.service)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from shared.db import migrate
+    from shared.embedded import EmbeddedServers
+
+    with EmbeddedServers.from_env() as servers:
+        for name in args.services or SERVICES:
+            folder = Path(__file__).parents[1] / "services" / name / "migrations"
+            applied = asyncio.run(migrate(servers.database_url, name, folder))
+            print(f"{name}: {len(applied)} migration(s) applied" + (f" ({', '.join(applied)})" if applied else ""))
+    return 0
+
+
+class Stack:
+    """Every service as its own process, plus the embedded servers the environment lacks."""
+
+    def __init__(self, services=SERVICES, extra_env: dict[str, str] | None = None, quiet: bool = False) -> None:
+        from shared.embedded import EmbeddedServers
+
+        self.servers = EmbeddedServers.from_env()
+        self.services = services
+        self.extra_env = extra_env or {}
+        self.quiet = quiet
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.settings = Settings()
+
+    def start(self) -> "Stack":
+        self.servers.start()
+        env = {**os.environ, **self.servers.env(), **self.extra_env}
+        log_dir = self.servers.folder / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for name in self.services:
+            out = open(log_dir / f"{name}.log", "ab") if self.quiet else None  # noqa: SIM115
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"], env=env, stdout=out, stderr=out,
+                start_new_session=True,
+            )
+        return self
+
+    def urls(self) -> dict[str, str]:
+        host = self.settings.http_host
+        return {name: f"http://{host}:{self.settings.port_of(name)}" for name in self.services}
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        pending = set(self.services)
+        while pending and time.monotonic() < deadline:
+            for name in list(pending):
+                if self.procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {self.procs[name].returncode}")
+                try:
+                    if httpx.get(self.urls()[name] + "/healthz", timeout=1).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+        if pending:
+            raise TimeoutError(f"not healthy after {timeout}s: {', '.join(sorted(pending))}")
+
+    def stop(self, timeout: float = 15) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.servers.stop()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    stack = Stack()
+    stopping = {"flag": False}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        print(f"NATS        {stack.servers.nats_url}")
+        print(f"PostgreSQL  {stack.servers.database_url}")
+        stack.wait_healthy()
+        for name, url in stack.urls().items():
+            print(f"{name:<11} {url}/healthz  {url}/metrics  {url}/docs")
+        print("all services up; Ctrl-C stops everything", flush=True)
+        while not stopping["flag"]:
+            for name, proc in stack.procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
+                    stopping["flag"] = True
+            time.sleep(0.2)
+    finally:
+        print("stopping ...", flush=True)
+        stack.stop()
+        print("stopped")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shared.demo import main as demo_main
+
+    return demo_main(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from services.escalation.report import main as report_main
+
+    return report_main(args)
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from shared.asyncapi import write_document
+
+    path = write_document(Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coffeetime", description=HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="start every service as its own process (and the embedded servers)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("run", help="run one service in the foreground, as a container would")
+    p.add_argument("service", choices=SERVICES)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("migrate", help="apply each service's database migrations")
+    p.add_argument("services", nargs="*", choices=[*SERVICES, []], help="default: all")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("demo", help="run the published cases through the whole stack")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="the month's evaluation and ranking of the units")
+    p.add_argument("--month", help="YYYY-MM (default: this month)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("docs", help="write the AsyncAPI document of the contract")
+    p.add_argument("--out", default="docs/asyncapi.json")
+    p.set_defaults(func=cmd_docs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
