@@ -153,6 +153,7 @@ class ConsumerGroup:
         self._loops: list[asyncio.Task] = []
         self._in_flight: set[asyncio.Task] = set()
         self._stopping = False
+        self.handled = 0  # messages this process acked, for tests and logs
 
     def durable_name(self, subject: str) -> str:
         return f"{self.service}-" + subject.replace(".", "_").replace("*", "any").replace(">", "all")
@@ -222,12 +223,14 @@ class ConsumerGroup:
                         await self._failed(sub, d, one_exc)
                     else:
                         await d.raw.ack()
+                        self.handled += 1
                         metrics.MESSAGES.labels(self.service, sub.subject, "ok").inc()
                 if self.on_committed:
                     self.on_committed()
         else:
             for d in batch:
                 await d.raw.ack()
+            self.handled += len(batch)
             metrics.MESSAGES.labels(self.service, sub.subject, "ok").inc(len(batch))
             if self.on_committed:
                 self.on_committed()

@@ -96,8 +96,9 @@ class Service:
         self.js = self.nc.jetstream()
         await ensure_streams(self.js)
         await self.consumers.declare(self.js)
-        self.relay = OutboxRelay(self.name, self.pool, self.js, batch=s.outbox_batch)
-        self.relay.start()
+        if s.outbox_relay:
+            self.relay = OutboxRelay(self.name, self.pool, self.js, batch=s.outbox_batch)
+            self.relay.start()
         await self.broker.start()
         await self.consumers.start(self.js)
         for task in self.background:

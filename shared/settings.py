@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     max_deliver: int = Field(5, description="Deliveries of a failing message before it is dead-lettered.")
     ack_wait_s: float = Field(30.0, description="JetStream ack wait; above the slowest handler.")
     retry_backoff_s: str = Field("1,5,15,60", description="Delays between redeliveries of a failing message.")
+    outbox_relay: bool = Field(True, description="Relay this process's outbox to NATS (off: another replica relays).")
     outbox_batch: int = Field(500, description="Outbox rows relayed per round.")
     scan_interval_s: float = Field(1.0, description="Escalation scanner period.")
 
