@@ -49,7 +49,6 @@ def validate_uscc(value: str) -> str:
 # --- phones -----------------------------------------------------------------
 
 _MOBILE = re.compile(r"^(?:\+?86)?(1[3-9]\d{9})$")
-_LANDLINE = re.compile(r"^(0\d{2,3})(\d{7,8})(?:(?:ext|转|#|-)(\d{1,6}))?$")
 _SERVICE = re.compile(r"^((?:400|800)\d{7})$")
 
 
@@ -64,14 +63,16 @@ def normalize_phone(value: str) -> str:
         return m.group(1)
     if m := _SERVICE.match(compact):
         return m.group(1)
-    # a landline may keep a hyphen before an extension: 028-88886666-123
-    parts = raw.split("-")
-    if len(parts) == 3 and parts[2].isdigit():
-        candidate = parts[0] + parts[1] + "-" + parts[2]
+    # a landline: area codes starting 01/02 have 3 digits (010, 028), the others 4 (0755)
+    parts = [p for p in re.split(r"(?:ext|转|#|-)", raw) if p]
+    if parts and parts[0].startswith("0") and len(parts[0]) in (3, 4) and len(parts) in (2, 3):
+        area, number, ext = parts[0], parts[1], (parts[2] if len(parts) == 3 else "")
+    elif parts and len(parts) <= 2 and parts[0].startswith("0"):
+        size = 3 if parts[0][1] in "12" else 4
+        area, number, ext = parts[0][:size], parts[0][size:], (parts[1] if len(parts) == 2 else "")
     else:
-        candidate = compact
-    if m := _LANDLINE.match(candidate):
-        area, number, ext = m.groups()
+        area = number = ext = ""
+    if area and re.fullmatch(r"\d{7,8}", number) and re.fullmatch(r"\d{0,6}", ext) and number[0] != "0":
         return f"{area}-{number}" + (f"-{ext}" if ext else "")
     raise ValueError("not a mainland mobile (1[3-9] and 9 digits), landline (0 + area code + 7-8 digits) or 400/800 number")
 
