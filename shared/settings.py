@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     retry_backoff_s: str = Field("1,5,15,60", description="Delays between redeliveries of a failing message.")
     outbox_relay: bool = Field(True, description="Relay this process's outbox to NATS (off: another replica relays).")
     outbox_batch: int = Field(500, description="Outbox rows relayed per round.")
+    rating_wait_days: float = Field(7.0, description="Days a reply waits for the enterprise's rating before the appeal closes as not rated.")
     scan_interval_s: float = Field(1.0, description="Escalation scanner period.")
 
     def port_of(self, service: str) -> int:

@@ -129,6 +129,7 @@ _STATUS_AFTER = {
     "ct.order.dispatched": "dispatched",
     "ct.order.signed": "in_progress",
     "ct.order.returned": "returned",
+    "ct.order.return_decided": "dispatched",
     "ct.order.replied": "replied",
     "ct.appeal.reopened": "reopened",
     "ct.appeal.closed": "closed",

@@ -105,6 +105,7 @@ class OrderDispatched(OrderEvent):
     policy: dict = Field(default_factory=dict, description="The escalation policy snapshotted on the order.")
     summary: str = Field("", description="Short summary of the appeal, for notifications.")
     enterprise_name: str | None = Field(None, description="The enterprise.")
+    replaces_order_id: str | None = Field(None, description="The order this one replaces (re-dispatch, reopening).")
 
 
 class OrderSigned(OrderEvent):

@@ -1,0 +1,176 @@
+"""Dispatch's SQL (schema ``dispatch``): appeals and work orders as the domain's dataclasses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from datetime import datetime
+
+import asyncpg
+
+from services.dispatch.domain import AppealState, AppealStatus, OrderStatus, Role, WorkOrder
+
+_APPEAL_FIELDS = [f.name for f in fields(AppealState)]
+_ORDER_FIELDS = [f.name for f in fields(WorkOrder)]
+
+
+def appeal_from_row(row: asyncpg.Record) -> AppealState:
+    values = {k: row[k] for k in _APPEAL_FIELDS}
+    values["status"] = AppealStatus(values["status"])
+    values["unit_codes"] = tuple(values["unit_codes"])
+    return AppealState(**values)
+
+
+def order_from_row(row: asyncpg.Record) -> WorkOrder:
+    values = {k: row[k] for k in _ORDER_FIELDS}
+    values["status"] = OrderStatus(values["status"])
+    values["role"] = Role(values["role"])
+    return WorkOrder(**values)
+
+
+def _appeal_values(a: AppealState) -> list:
+    d = asdict(a)
+    d["status"] = a.status.value
+    d["unit_codes"] = list(a.unit_codes)
+    return [d[k] for k in _APPEAL_FIELDS]
+
+
+def _order_values(o: WorkOrder) -> list:
+    d = asdict(o)
+    d["status"] = o.status.value
+    d["role"] = o.role.value
+    return [d[k] for k in _ORDER_FIELDS]
+
+
+_APPEAL_COLS = ", ".join(_APPEAL_FIELDS)
+_APPEAL_PARAMS = ", ".join(f"${i + 1}" for i in range(len(_APPEAL_FIELDS)))
+_APPEAL_UPDATE = ", ".join(f"{k} = EXCLUDED.{k}" for k in _APPEAL_FIELDS if k != "appeal_id")
+_ORDER_COLS = ", ".join(_ORDER_FIELDS)
+_ORDER_PARAMS = ", ".join(f"${i + 1}" for i in range(len(_ORDER_FIELDS)))
+_ORDER_UPDATE = ", ".join(f"{k} = EXCLUDED.{k}" for k in _ORDER_FIELDS if k != "order_id")
+
+
+async def insert_new_appeals(conn: asyncpg.Connection, appeals: list[tuple[AppealState, dict]]) -> set[str]:
+    """Insert appeals seen for the first time (with their routing); returns the ids that were new."""
+    if not appeals:
+        return set()
+    cols = list(zip(*[_appeal_values(a) for a, _ in appeals], strict=True))
+    types = {"received_at": "timestamptz", "deadline_days": "int", "sign_hours": "real", "urgent": "bool",
+             "return_count": "int", "orders_issued": "int", "unit_codes": "text"}
+    # unit_codes travels as a JSON text per row: unnest cannot take an array of arrays of varying length
+    params = []
+    selects = []
+    for i, name in enumerate(_APPEAL_FIELDS):
+        values = list(cols[i])
+        if name == "unit_codes":
+            values = [json.dumps(v) for v in values]
+            selects.append(f"ARRAY(SELECT jsonb_array_elements_text(c{i}::jsonb))")
+        else:
+            selects.append(f"c{i}")
+        params.append(values)
+    params.append([json.dumps(r, ensure_ascii=False) for _, r in appeals])
+    unnest = ", ".join(f"${i + 1}::{types.get(n, 'text')}[]" for i, n in enumerate(_APPEAL_FIELDS))
+    n = len(_APPEAL_FIELDS)
+    aliases = ", ".join(f"c{i}" for i in range(n)) + ", r"
+    rows = await conn.fetch(
+        f"INSERT INTO appeals ({_APPEAL_COLS}, routing) "
+        f"SELECT {', '.join(selects)}, r::jsonb FROM unnest({unnest}, ${n + 1}::text[]) AS t({aliases}) "
+        "ON CONFLICT (appeal_id) DO NOTHING RETURNING appeal_id",
+        *params,
+    )
+    return {r["appeal_id"] for r in rows}
+
+
+async def save_appeal(conn: asyncpg.Connection, appeal: AppealState) -> None:
+    await conn.execute(
+        f"INSERT INTO appeals ({_APPEAL_COLS}) VALUES ({_APPEAL_PARAMS}) "
+        f"ON CONFLICT (appeal_id) DO UPDATE SET {_APPEAL_UPDATE}, updated_at = now()",
+        *_appeal_values(appeal),
+    )
+
+
+async def save_orders(conn: asyncpg.Connection, orders: list[WorkOrder], reasons: dict[str, list[str]] | None = None) -> None:
+    if not orders:
+        return
+    await conn.executemany(
+        f"INSERT INTO orders ({_ORDER_COLS}) VALUES ({_ORDER_PARAMS}) "
+        f"ON CONFLICT (order_id) DO UPDATE SET {_ORDER_UPDATE}, updated_at = now()",
+        [_order_values(o) for o in orders],
+    )
+    if reasons:
+        await conn.executemany("UPDATE orders SET reasons = $2 WHERE order_id = $1",
+                               [(k, v) for k, v in reasons.items()])
+
+
+async def lock_appeal(conn: asyncpg.Connection, appeal_id: str) -> AppealState | None:
+    """The appeal, locked for this transaction: actions on one appeal run one at a time."""
+    row = await conn.fetchrow("SELECT * FROM appeals WHERE appeal_id = $1 FOR UPDATE", appeal_id)
+    return appeal_from_row(row) if row else None
+
+
+async def appeal_of_order(conn: asyncpg.Connection, order_id: str) -> str | None:
+    return await conn.fetchval("SELECT appeal_id FROM orders WHERE order_id = $1", order_id)
+
+
+async def load_order(conn: asyncpg.Connection, order_id: str) -> WorkOrder | None:
+    row = await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
+    return order_from_row(row) if row else None
+
+
+async def orders_of(conn: asyncpg.Connection, appeal_id: str) -> list[WorkOrder]:
+    rows = await conn.fetch("SELECT * FROM orders WHERE appeal_id = $1 ORDER BY order_id", appeal_id)
+    return [order_from_row(r) for r in rows]
+
+
+async def rated_order(conn: asyncpg.Connection, appeal_id: str) -> WorkOrder | None:
+    """The appeal's current lead order: the one the enterprise rates."""
+    row = await conn.fetchrow(
+        "SELECT * FROM orders WHERE appeal_id = $1 AND role = 'lead' ORDER BY order_id DESC LIMIT 1", appeal_id)
+    return order_from_row(row) if row else None
+
+
+async def first_time(conn: asyncpg.Connection, consumer: str, key: str) -> bool:
+    """Record ``key`` as handled by ``consumer``; False when it was handled before."""
+    return await conn.fetchval(
+        "INSERT INTO inbox (consumer, key) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true", consumer, key,
+    ) is True
+
+
+async def record_deadline(conn: asyncpg.Connection, order_id: str, clock: str, due_at: datetime) -> None:
+    column = "sign_due_at" if clock == "sign_for" else "due_at"
+    await conn.execute(f"UPDATE orders SET {column} = $2 WHERE order_id = $1", order_id, due_at)
+
+
+async def record_escalation(conn: asyncpg.Connection, order_id: str, level: str) -> None:
+    await conn.execute("UPDATE orders SET escalation_level = $2 WHERE order_id = $1", order_id, level)
+
+
+async def list_orders(conn: asyncpg.Connection, unit_code: str | None, status: str | None, now: datetime,
+                      limit: int = 200, order_id: str | None = None) -> list[asyncpg.Record]:
+    """Orders of one unit (or all, for the lead unit), overdue first, then by deadline."""
+    return await conn.fetch(
+        """
+        SELECT o.*, a.summary, a.enterprise_name, a.category, a.received_at,
+               (o.status IN ('dispatched', 'signed', 'returned') AND o.due_at < $3) AS overdue
+        FROM orders o JOIN appeals a USING (appeal_id)
+        WHERE ($1::text IS NULL OR o.unit_code = $1) AND ($2::text IS NULL OR o.status = $2)
+          AND ($5::text IS NULL OR o.order_id = $5)
+        ORDER BY overdue DESC, o.due_at NULLS LAST, o.order_id
+        LIMIT $4
+        """,
+        unit_code, status, now, limit, order_id,
+    )
+
+
+async def queued_appeals(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT appeal_id, summary, category, received_at, routing FROM appeals WHERE status = 'queued' "
+        "ORDER BY created_at")
+
+
+async def awaiting_rating_since(conn: asyncpg.Connection, cutoff: datetime, limit: int = 200) -> list[str]:
+    """Appeals whose lead order was replied before ``cutoff`` and is still unrated."""
+    rows = await conn.fetch(
+        "SELECT appeal_id FROM orders WHERE status = 'replied' AND role = 'lead' AND replied_at < $1 "
+        "ORDER BY replied_at LIMIT $2", cutoff, limit)
+    return [r["appeal_id"] for r in rows]

@@ -1,0 +1,28 @@
+"""The programme's published cases (../shared/domain/seed_cases.json), for the demo, the tests and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+
+def shared_dir() -> Path:
+    """The project's shared folder: ``$COFFEETIME_SHARED``, else ``shared/`` beside the repository."""
+    return Path(os.environ.get("COFFEETIME_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+
+
+@lru_cache(maxsize=1)
+def seed() -> dict:
+    path = shared_dir() / "domain" / "seed_cases.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def case(key: str) -> dict:
+    return next(c for c in seed()["cases"] if c["key"] == key)
+
+
+PUBLISHED_UNITS = {"A": "traffic_police", "B": "airport_services", "C": "sanitation", "D": "huangshui_town",
+                   "E": "hr_bureau"}
+"""The unit_code each published case was handled by (D with energy_office and power_supply co-handling)."""

@@ -1,0 +1,267 @@
+"""Dispatch against the real NATS and PostgreSQL: routing, the work-order lifecycle, who may act."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from services.dispatch.__main__ import create_service as create_dispatch
+from services.intake.__main__ import create_service as create_intake
+from shared.contracts import AppealRegistered, Party, subjects
+from shared.seed import PUBLISHED_UNITS, case, seed
+from tests.support import Recorder, publish, running, wait_for
+
+pytestmark = pytest.mark.integration
+
+PHONE = "13800005678"
+
+
+@pytest.fixture
+async def dispatch(servers):
+    async with running(create_dispatch, servers) as service:
+        yield service
+
+
+@pytest.fixture
+async def rec(nc):
+    recorder = await Recorder(nc).watch("ct.order.>", "ct.appeal.>", subjects.IN_FEEDBACK)
+    yield recorder
+    await recorder.close()
+
+
+def registered(content: str, category: str | None = None, **over) -> AppealRegistered:
+    appeal_id = f"CT-T-{uuid.uuid4().hex[:8]}"
+    values = dict(
+        event_id=f"int-{uuid.uuid4().hex}", occurred_at=datetime.now(timezone.utc), appeal_id=appeal_id,
+        source_ref=f"hotline:{appeal_id}", correlation_id=appeal_id, channel="hotline", source_id=appeal_id,
+        enterprise=Party(name="四川东航投资有限公司"), contact=Party(name="潘星", phone=PHONE), content=content,
+        category_hint=category, kind="appeal", received_at=datetime.now(timezone.utc) - timedelta(hours=1),
+    )
+    values.update(over)
+    return AppealRegistered(**values)
+
+
+async def register(js, event: AppealRegistered) -> None:
+    await publish(js, subjects.APPEAL_REGISTERED, event.model_dump(mode="json"), msg_id=event.event_id)
+
+
+async def do(js, unit: str, action: str, order_id: str | None, msg_id: str | None = None, **fields) -> str:
+    action_id = fields.pop("action_id", f"A-{uuid.uuid4().hex[:10]}")
+    body = {"action_id": action_id, "order_id": order_id, "actor": "张科长", **fields}
+    await publish(js, subjects.order_action_subject(unit, action), body, msg_id=msg_id or action_id)
+    return action_id
+
+
+async def dispatched_to(rec, appeal_id: str, n: int = 1) -> list[dict]:
+    return await wait_for(lambda: len(rec.on(subjects.ORDER_DISPATCHED, appeal_id=appeal_id)) >= n
+                          and rec.on(subjects.ORDER_DISPATCHED, appeal_id=appeal_id), what=f"{n} dispatched")
+
+
+TRAFFIC = "东航中心附近路口的左转车道通行不便，高峰时段通行缓慢；门口路段有车辆乱停乱放，容易造成拥堵。"
+
+
+async def test_the_published_cases_reach_their_published_units(servers, js, rec):
+    """Through intake and dispatch: A, B, C, E from coffee-event records, D from a hotline call."""
+    tag = uuid.uuid4().hex[:6]
+    async with running(create_intake, servers), running(create_dispatch, servers):
+        events = {}
+        for c in seed()["cases"]:
+            if c["channel"] == "coffee_event":
+                event_id = f"{c['event']}-{tag}"
+                events[c["key"]] = f"coffee_event:{event_id}#1"
+                await publish(js, subjects.IN_EVENT, {
+                    "event_id": event_id, "kind": "main", "date": "2026-11-20", "organizer_unit": "区行政审批局",
+                    "items": [{"item_no": 1, "enterprise_name": c["enterprise"], "content": c["content"],
+                               "category_hint": c["category_hint"], "proposed_unit": c["handling_unit"],
+                               "contact_phone": "13800001111"}]}, msg_id=event_id)
+            else:
+                call_id = f"CALL-D-{tag}"
+                events[c["key"]] = f"hotline:{call_id}"
+                await publish(js, subjects.IN_HOTLINE, {
+                    "call_id": call_id, "received_at": datetime.now(timezone.utc).isoformat(),
+                    "caller_phone": "13800002222", "enterprise_name": c["enterprise"], "content": c["content"],
+                    "category_hint": c["category_hint"]}, msg_id=call_id)
+
+        def orders_of(key):
+            return [b for b in rec.on(subjects.ORDER_DISPATCHED) if b["source_ref"] == events[key]]
+
+        await wait_for(lambda: all(orders_of(k) for k in events) and len(orders_of("D")) >= 3, timeout=20,
+                       what="every case dispatched")
+        for key, unit in PUBLISHED_UNITS.items():
+            lead = [o for o in orders_of(key) if o["role"] == "lead"]
+            assert [o["unit_code"] for o in lead] == [unit], key
+            assert lead[0]["reasons"], key
+        assert {o["unit_code"] for o in orders_of("D") if o["role"] == "co"} == {"energy_office", "power_supply"}
+        assert case("D")["handling_unit"] == "黄水镇"
+
+
+async def test_a_work_order_goes_from_dispatch_to_a_satisfied_close_after_one_reopening(dispatch, js, rec):
+    event = registered(TRAFFIC, "交通出行")
+    await register(js, event)
+    first = (await dispatched_to(rec, event.appeal_id))[0]
+    order = first["order_id"]
+    assert first["unit_code"] == "traffic_police" and first["unit"] == "区公安分局交警大队"
+    assert any("左转车道" in r for r in first["reasons"])
+
+    await do(js, "traffic_police", "sign", order)
+    await wait_for(lambda: rec.on(subjects.ORDER_SIGNED, order_id=order), what="signed")
+    await do(js, "traffic_police", "extend", order, days=3, reason="需协调交通信号改造")
+    await wait_for(lambda: rec.on(subjects.ORDER_EXTENSION_REQUESTED, order_id=order), what="extension asked")
+    await do(js, "approval_bureau", "grant_extension", order, days=3)
+    granted = await wait_for(lambda: rec.on(subjects.ORDER_EXTENSION_GRANTED, order_id=order), what="granted")
+    assert granted[0]["total_extension_days"] == 3
+    await do(js, "traffic_police", "reply", order, reply="已设置禁停标志，增加左转放行时长。", resolved=True)
+    replied = await wait_for(lambda: rec.on(subjects.ORDER_REPLIED, order_id=order), what="replied")
+    assert replied[0]["resolved"] is True
+
+    await publish(js, subjects.IN_FEEDBACK, {"feedback_id": f"F-{uuid.uuid4().hex[:8]}", "appeal_id": event.appeal_id,
+                                             "rating": "unsatisfied", "via": "sms"})
+    reopened = await wait_for(lambda: rec.on(subjects.APPEAL_REOPENED, appeal_id=event.appeal_id), what="reopened")
+    second = (await dispatched_to(rec, event.appeal_id, 2))[1]
+    assert reopened[0]["order_id"] == second["order_id"] != order
+    assert second["unit_code"] == "traffic_police" and second["reopen_count"] == 1
+
+    await do(js, "traffic_police", "sign", second["order_id"])
+    await do(js, "traffic_police", "reply", second["order_id"], reply="高峰时段安排警力现场疏导。", resolved=True)
+    await wait_for(lambda: rec.on(subjects.ORDER_REPLIED, order_id=second["order_id"]), what="second reply")
+    await publish(js, subjects.IN_FEEDBACK, {"feedback_id": f"F-{uuid.uuid4().hex[:8]}", "appeal_id": event.appeal_id,
+                                             "rating": "satisfied"})
+    closed = await wait_for(lambda: rec.on(subjects.APPEAL_CLOSED, appeal_id=event.appeal_id), what="closed")
+    assert closed[0]["outcome"] == "satisfied"
+    assert closed[0]["unit_codes"] == ["traffic_police"]
+    for subject in (subjects.ORDER_SIGNED, subjects.ORDER_EXTENSION_GRANTED, subjects.APPEAL_REOPENED):
+        assert len(rec.on(subject, appeal_id=event.appeal_id)) in (1, 2)
+    assert len(rec.on(subjects.ORDER_DISPATCHED, appeal_id=event.appeal_id)) == 2
+
+
+async def test_a_returned_order_is_redispatched_and_a_denied_extension_keeps_the_deadline(dispatch, js, rec):
+    event = registered(TRAFFIC, "交通出行")
+    await register(js, event)
+    order = (await dispatched_to(rec, event.appeal_id))[0]["order_id"]
+    await do(js, "traffic_police", "return", order, reason="属道路设计问题，应由交通运输局办理")
+    returned = await wait_for(lambda: rec.on(subjects.ORDER_RETURNED, order_id=order), what="returned")
+    assert returned[0]["return_count"] == 1
+    await do(js, "approval_bureau", "decide_return", order, accept=True, unit_code="transport_bureau")
+    await wait_for(lambda: rec.on(subjects.ORDER_RETURN_DECIDED, order_id=order), what="decided")
+    new = (await dispatched_to(rec, event.appeal_id, 2))[1]
+    assert new["unit_code"] == "transport_bureau" and new["replaces_order_id"] == order
+
+    await do(js, "transport_bureau", "sign", new["order_id"])
+    await do(js, "transport_bureau", "extend", new["order_id"], days=5, reason="需要规划论证")
+    await wait_for(lambda: rec.on(subjects.ORDER_EXTENSION_REQUESTED, order_id=new["order_id"]), what="asked")
+    await do(js, "approval_bureau", "deny_extension", new["order_id"], reason="可先行临时措施")
+    denied = await wait_for(lambda: rec.on(subjects.ORDER_EXTENSION_DENIED, order_id=new["order_id"]), what="denied")
+    assert denied[0]["reason"] == "可先行临时措施"
+    assert rec.on(subjects.ORDER_EXTENSION_GRANTED, order_id=new["order_id"]) == []
+
+
+async def test_a_republished_action_does_nothing_twice(dispatch, js, db, rec):
+    event = registered(TRAFFIC, "交通出行")
+    await register(js, event)
+    await register(js, event.model_copy(update={"event_id": f"int-{uuid.uuid4().hex}"}))  # republished event
+    order = (await dispatched_to(rec, event.appeal_id))[0]["order_id"]
+    action_id = await do(js, "traffic_police", "sign", order)
+    await do(js, "traffic_police", "sign", order, action_id=action_id, msg_id=f"{action_id}-again")
+    await wait_for(lambda: rec.on(subjects.ORDER_SIGNED, order_id=order), what="signed")
+
+    async def drained():
+        infos = [await js.consumer_info(s, c) for s, c in
+                 (("CT_IN", "dispatch-ct_in_order_any_any"), ("CT_EVENTS", "dispatch-ct_appeal_registered"))]
+        return all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos)
+
+    await wait_for(drained, what="both copies handled")
+    assert len(rec.on(subjects.ORDER_SIGNED, order_id=order)) == 1
+    assert rec.on(subjects.ORDER_REJECTED, order_id=order) == []
+    assert len(rec.on(subjects.ORDER_DISPATCHED, appeal_id=event.appeal_id)) == 1
+    assert await db.fetchval("SELECT count(*) FROM dispatch.orders WHERE appeal_id=$1", event.appeal_id) == 1
+
+
+async def test_a_unit_cannot_act_on_another_units_order_over_nats(dispatch, js, db, rec):
+    event = registered(TRAFFIC, "交通出行")
+    await register(js, event)
+    order = (await dispatched_to(rec, event.appeal_id))[0]["order_id"]
+    await do(js, "hr_bureau", "sign", order)
+    rejected = await wait_for(lambda: rec.on(subjects.ORDER_REJECTED, order_id=order), what="rejected")
+    assert rejected[0]["reason"] == "not_your_order" and rejected[0]["unit_code"] == "hr_bureau"
+    assert await db.fetchval("SELECT status FROM dispatch.orders WHERE order_id=$1", order) == "dispatched"
+
+    await do(js, "traffic_police", "reply", f"{order}-nope", reply="x", resolved=True)
+    unknown = await wait_for(lambda: rec.on(subjects.ORDER_REJECTED, order_id=f"{order}-nope"), what="unknown")
+    assert unknown[0]["reason"] == "unknown_order"
+    await do(js, "traffic_police", "reply", order)  # missing reply and resolved
+    invalid = await wait_for(lambda: [r for r in rec.on(subjects.ORDER_REJECTED, order_id=order)
+                                      if r["reason"] == "invalid"], what="invalid")
+    assert {e["field"] for e in invalid[0]["errors"]} == {"reply", "resolved"}
+    await do(js, "traffic_police", "reply", order, reply="已处理", resolved=True)  # before signing
+    illegal = await wait_for(lambda: [r for r in rec.on(subjects.ORDER_REJECTED, order_id=order)
+                                      if r["reason"] == "illegal_transition"], what="illegal")
+    assert illegal
+    assert rec.on(subjects.ORDER_REPLIED, order_id=order) == []
+
+
+async def test_units_work_their_orders_over_http_with_their_own_token(dispatch, js, rec):
+    event = registered(TRAFFIC, "交通出行")
+    await register(js, event)
+    order = (await dispatched_to(rec, event.appeal_id))[0]["order_id"]
+    transport = httpx.ASGITransport(app=dispatch.http)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dispatch") as http:
+        police = {"Authorization": "Bearer token-traffic_police"}
+        hr = {"Authorization": "Bearer token-hr_bureau"}
+        lead = {"Authorization": "Bearer token-approval_bureau"}
+
+        assert (await http.get("/orders", headers={"Authorization": "Bearer wrong"})).status_code == 401
+        assert (await http.get("/orders")).status_code == 422  # no header at all
+        mine = (await http.get("/orders", headers=police)).json()
+        assert order in [o["order_id"] for o in mine]
+        assert all(o["unit_code"] == "traffic_police" for o in mine)
+        assert order not in [o["order_id"] for o in (await http.get("/orders", headers=hr)).json()]
+        assert (await http.get(f"/orders/{order}", headers=hr)).status_code == 404
+        assert order in [o["order_id"] for o in (await http.get("/orders", headers=lead)).json()]
+
+        body = {"action_id": f"H-{uuid.uuid4().hex[:8]}", "actor": "李四"}
+        refused = await http.post(f"/orders/{order}/sign", json=body, headers=hr)
+        assert refused.status_code == 403
+        assert refused.json()["detail"]["reason"] == "not_your_order"
+        signed = await http.post(f"/orders/{order}/sign", json=body, headers=police)
+        assert signed.status_code == 200 and signed.json()["subjects"] == [subjects.ORDER_SIGNED]
+        again = await http.post(f"/orders/{order}/sign", json=body, headers=police)
+        assert again.json()["duplicate"] is True
+        bad = await http.post(f"/orders/{order}/extend", json={**body, "action_id": "H-2"}, headers=police)
+        assert bad.status_code == 422
+        assert (await http.get(f"/orders/{order}", headers=police)).json()["status"] == "signed"
+    await wait_for(lambda: rec.on(subjects.ORDER_SIGNED, order_id=order), what="published")
+    assert len(rec.on(subjects.ORDER_SIGNED, order_id=order)) == 1
+
+
+async def test_an_unclear_appeal_waits_in_the_manual_queue_until_the_lead_unit_dispatches_it(dispatch, js, rec):
+    event = registered(seed()["other_demands_heard"][0]["content"])
+    await register(js, event)
+    queued = await wait_for(lambda: rec.on(subjects.APPEAL_QUEUED, appeal_id=event.appeal_id), what="queued")
+    assert queued[0]["reasons"]
+    transport = httpx.ASGITransport(app=dispatch.http)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dispatch") as http:
+        lead = {"Authorization": "Bearer token-approval_bureau"}
+        queue = (await http.get("/queue", headers=lead)).json()
+        assert event.appeal_id in [q["appeal_id"] for q in queue]
+        assert (await http.get("/queue", headers={"Authorization": "Bearer token-hr_bureau"})).status_code == 403
+        response = await http.post(f"/appeals/{event.appeal_id}/dispatch", headers=lead, json={
+            "action_id": f"D-{uuid.uuid4().hex[:8]}", "actor": "审批局王科长", "unit_code": "economy_bureau"})
+        assert response.status_code == 200, response.text
+    order = (await dispatched_to(rec, event.appeal_id))[0]
+    assert order["unit_code"] == "economy_bureau" and "by hand" in order["reasons"][0]
+
+
+async def test_a_known_consultation_is_answered_at_once(dispatch, js, rec):
+    event = registered("请问营业执照怎么办理？需要准备哪些材料？", kind="consultation")
+    await register(js, event)
+    closed = await wait_for(lambda: rec.on(subjects.APPEAL_CLOSED, appeal_id=event.appeal_id), what="answered")
+    assert closed[0]["outcome"] == "answered" and closed[0]["answer"]
+    assert rec.on(subjects.ORDER_DISPATCHED, appeal_id=event.appeal_id) == []
+
+
+def test_the_seed_file_is_readable():
+    assert json.dumps(seed())
