@@ -151,6 +151,7 @@ class ConsumerGroup:
         self.on_committed = on_committed
         self.subscriptions: list[Subscription] = []
         self._loops: list[asyncio.Task] = []
+        self._pull_subs: list = []
         self._in_flight: set[asyncio.Task] = set()
         self._stopping = False
         self.handled = 0  # messages this process acked, for tests and logs
@@ -172,6 +173,7 @@ class ConsumerGroup:
         self._stopping = False
         for sub in self.subscriptions:
             psub = await js.pull_subscribe_bind(durable=sub.durable, stream=sub.stream)
+            self._pull_subs.append(psub)
             self._loops.append(asyncio.create_task(self._consume(sub, psub), name=f"consume-{sub.durable}"))
 
     async def stop(self, timeout: float = 15.0) -> None:
@@ -183,6 +185,13 @@ class ConsumerGroup:
         self._loops.clear()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=timeout)
+        # unacked fetched messages are redelivered after ack_wait; nothing is lost
+        for psub in self._pull_subs:
+            try:
+                await psub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the connection may be gone already
+                pass
+        self._pull_subs.clear()
 
     async def _consume(self, sub: Subscription, psub) -> None:
         while not self._stopping:

@@ -120,7 +120,7 @@ class Service:
             await self.relay.stop()
         if self.nc:
             try:
-                await self.nc.drain()
+                await self.nc.close()  # consumers and relay are stopped: nothing left to drain
             except Exception:  # noqa: BLE001
                 pass
         if self.pool:

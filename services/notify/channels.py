@@ -237,6 +237,21 @@ class WeComWebhook:
         log.info("wecom %s to %s accepted", message.notification_id, where, extra={"notification_id": message.notification_id})
 
 
+class UnconfiguredChannel:
+    """A channel the deployment did not configure (e.g. no ``SMS_GATEWAY_URL``).
+
+    Every message fails at once and for good with a clear reason, so it ends as
+    ``ct.notify.failed`` instead of waiting unseen. The gap is logged once, at start-up.
+    """
+
+    def __init__(self, channel: str, reason: str) -> None:
+        self.channel = channel
+        self.reason = reason
+
+    async def send(self, message: Outbound) -> None:
+        raise DeliveryError(self.reason, retryable=False)
+
+
 class Channels:
     """The clients by channel name (``sms``, ``email``, ``wecom``); sends a planned notification on its own."""
 

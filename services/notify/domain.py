@@ -599,8 +599,8 @@ def load_rules(path: str | Path | None = None, env: Mapping[str, str] | None = N
     """Read and validate the rules file.
 
     The path is ``path``, else ``NOTIFY_RULES``, else the packaged ``rules.yaml``.
-    ``QUIET_HOURS`` (empty turns them off), ``SMS_MAX_LENGTH`` and ``NOTIFY_MAX_ATTEMPTS``
-    override the file. Raises :class:`RulesError` naming the file and the field.
+    ``QUIET_HOURS`` (empty turns them off), ``SMS_MAX_LENGTH``, ``NOTIFY_MAX_ATTEMPTS``,
+    ``NOTIFY_BACKOFF_BASE_SECONDS`` and ``NOTIFY_BACKOFF_CAP_SECONDS`` override the file. Raises :class:`RulesError` naming the file and the field.
     """
     env = os.environ if env is None else env
     file = Path(path or env.get("NOTIFY_RULES") or DEFAULT_RULES_PATH)
@@ -616,6 +616,10 @@ def load_rules(path: str | Path | None = None, env: Mapping[str, str] | None = N
         raw.setdefault("sms", {})["max_length"] = env["SMS_MAX_LENGTH"]
     if env.get("NOTIFY_MAX_ATTEMPTS"):
         raw.setdefault("delivery", {})["max_attempts"] = env["NOTIFY_MAX_ATTEMPTS"]
+    if env.get("NOTIFY_BACKOFF_BASE_SECONDS"):
+        raw.setdefault("delivery", {})["backoff_base_seconds"] = env["NOTIFY_BACKOFF_BASE_SECONDS"]
+    if env.get("NOTIFY_BACKOFF_CAP_SECONDS"):
+        raw.setdefault("delivery", {})["backoff_cap_seconds"] = env["NOTIFY_BACKOFF_CAP_SECONDS"]
     try:
         return NotifyRules.model_validate(raw)
     except ValidationError as exc:
@@ -1016,3 +1020,107 @@ def _plan_one(
         not_before=not_before,
         urgent=urgent,
     )
+
+
+# --- the enterprise contact ---------------------------------------------------------------
+
+CONTACT_WAIT = timedelta(minutes=30)
+"""How long an event that needs the enterprise contact waits for ``ct.appeal.registered``.
+
+Events of one appeal can arrive out of order (each subject family has its own
+consumer). An event whose message needs the contact waits for it; after this long
+it is planned without it (the enterprise then gets nothing, which is logged).
+"""
+
+CONTACT_ROLES = frozenset({"enterprise", "district_leader"})
+"""Recipient roles whose address or choice depends on the contact stored at registration."""
+
+
+def contact_from_registered(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The contact kept per appeal from ``ct.appeal.registered``: what later events do not carry.
+
+    Keys: ``name``, ``phone``, ``lang`` (``zh``: the contract carries no language),
+    ``enterprise_name``, ``category`` (the sender's category hint) and ``urgent``.
+    """
+    contact = event.get("contact") if isinstance(event.get("contact"), Mapping) else {}
+    enterprise = event.get("enterprise") if isinstance(event.get("enterprise"), Mapping) else {}
+    lang = contact.get("lang") if contact.get("lang") in ("zh", "en") else "zh"
+    return {
+        "name": contact.get("name") or None,
+        "phone": contact.get("phone") or None,
+        "lang": lang,
+        "enterprise_name": enterprise.get("name") or None,
+        "category": event.get("category_hint") or None,
+        "urgent": bool(event.get("urgent")),
+    }
+
+
+def needs_contact(subject: str, event: Mapping[str, Any], rules: NotifyRules) -> bool:
+    """Whether planning this event must wait for the appeal's stored contact.
+
+    True when a matching rule addresses the enterprise and the event carries no
+    phone of its own, or addresses a district leader that neither the event's
+    targets nor its category name.
+    """
+    if not event.get("appeal_id"):
+        return False
+    roles = {role for rule in rules.matching(subject, event) for role in rule.recipients} & CONTACT_ROLES
+    if "enterprise" in roles:
+        in_event = event.get("contact") if isinstance(event.get("contact"), Mapping) else {}
+        if not (in_event.get("phone") or event.get("contact_phone")):
+            return True
+    if "district_leader" in roles:
+        named = any(
+            isinstance(t, Mapping) and t.get("role") == "district_leader" and t.get("name")
+            for t in event.get("targets") or []
+        )
+        if not named and not event.get("category"):
+            return True
+    return False
+
+
+# --- delivery attempts ------------------------------------------------------------------------
+
+AttemptResult = Literal["delivered", "retried", "failed"]
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What one delivery attempt leads to: delivered, a retry at ``retry_at``, or a final failure."""
+
+    result: AttemptResult
+    retry_at: datetime | None = None
+    error: str | None = None
+
+
+def after_attempt(
+    attempt: int,
+    now: datetime,
+    policy: DeliveryPolicy,
+    *,
+    error: str | None = None,
+    retryable: bool = False,
+    rng: random.Random | None = None,
+) -> AttemptOutcome:
+    """The outcome of attempt number ``attempt`` (from 1): no error is delivered; a retryable
+    error is retried after back-off with jitter until ``policy.max_attempts``; anything else fails."""
+    if error is None:
+        return AttemptOutcome("delivered")
+    if retryable and attempt < policy.max_attempts:
+        return AttemptOutcome("retried", now + timedelta(seconds=policy.delay(attempt, rng)), error)
+    if retryable:
+        error = f"{error} (gave up after {attempt} attempts)"
+    return AttemptOutcome("failed", None, error)
+
+
+def outcome_event_id(notification_id: str, result: AttemptResult) -> str:
+    """The stable id of a notification's outcome event (one per notification and result)."""
+    return f"ntf-{notification_id}-{result}"
+
+
+# --- SMS replies ----------------------------------------------------------------------------------
+
+
+def feedback_id_for_sms(message_id: str) -> str:
+    """The ``feedback_id`` of a rating sent by SMS: ``sms-`` + the gateway's message id."""
+    return f"sms-{message_id}"

@@ -1,0 +1,87 @@
+"""Notify's per-process context: the rules, the district, one HTTP client and the channel clients.
+
+Built once at start-up from :class:`~shared.settings.Settings`; a bad rules file or
+district file stops the service naming the field. The HTTP client (SMS gateway and
+WeCom robots share its connection pool) is closed when the service stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import httpx
+
+from services.notify.channels import Channels, SmsGateway, SmtpMailer, UnconfiguredChannel, WeComWebhook
+from services.notify.domain import NotifyRules, load_rules
+from shared.district import District, load_district
+from shared.settings import Settings
+
+log = logging.getLogger("coffeetime.notify")
+
+CHANNELS: tuple[str, ...] = ("sms", "email", "wecom")
+
+NO_GATEWAY = "未配置短信网关 / no SMS gateway configured (set SMS_GATEWAY_URL)"
+
+
+@dataclass
+class Context:
+    """What the subscribers, the delivery workers and the HTTP API of one process share."""
+
+    settings: Settings
+    rules: NotifyRules
+    district: District
+    http: httpx.AsyncClient
+    channels: Channels
+    wake_events: dict[str, asyncio.Event] = field(default_factory=lambda: {c: asyncio.Event() for c in CHANNELS})
+
+    def wake(self, channels: Iterable[str] = CHANNELS) -> None:
+        """Tell the delivery workers of these channels that new messages wait (after a commit)."""
+        for channel in set(channels):
+            event = self.wake_events.get(channel)
+            if event is not None:
+                event.set()
+
+
+def rules_for(settings: Settings) -> NotifyRules:
+    """The rules file with the environment's overrides; ``QUIET_HOURS`` from the settings when set there."""
+    env = dict(os.environ)
+    if "quiet_hours" in settings.model_fields_set:
+        env["QUIET_HOURS"] = settings.quiet_hours
+    return load_rules(env=env)
+
+
+def build_context(settings: Settings, *, rules: NotifyRules | None = None,
+                  district: District | None = None) -> Context:
+    """The context of one process; ``rules`` and ``district`` replace the configured files (tests, tools)."""
+    rules = rules or rules_for(settings)
+    district = district or load_district(settings.district_config)
+    timeout = rules.delivery.timeout_seconds
+    http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+    if settings.sms_gateway_url:
+        sms = SmsGateway(settings.sms_gateway_url, http, timeout=timeout)
+    else:
+        # fail fast and visibly: every SMS ends as ct.notify.failed with this reason
+        log.warning("SMS_GATEWAY_URL is not set: every SMS will fail with %r", NO_GATEWAY)
+        sms = UnconfiguredChannel("sms", NO_GATEWAY)
+    channels = Channels({
+        "sms": sms,
+        "email": SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender, timeout=timeout),
+        "wecom": WeComWebhook(http, timeout=timeout),
+    })
+    return Context(settings=settings, rules=rules, district=district, http=http, channels=channels)
+
+
+def http_client_closer(ctx: Context):
+    """A background task that holds the HTTP client open while the service runs and closes it at stop."""
+
+    async def close_http_client_at_stop(service) -> None:  # noqa: ARG001 - the background task signature
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await ctx.http.aclose()
+
+    return close_http_client_at_stop

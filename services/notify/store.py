@@ -1,0 +1,303 @@
+"""Notify's SQL (schema ``notify``): contacts, waiting events, notifications, attempts, SMS replies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.notify.domain import AttemptOutcome, PlannedNotification
+
+# --- locks, contacts and waiting events ----------------------------------------------------------
+
+
+async def lock_appeals(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> None:
+    """Serialise the transactions touching the same appeals (contact stored vs. event parked).
+
+    Locks are taken in hash order, so two batches never wait for each other in a cycle.
+    """
+    keys = sorted({a for a in appeal_ids if a})
+    if keys:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM ("
+            " SELECT DISTINCT hashtextextended('coffeetime.notify.appeal:' || a, 0) AS h"
+            " FROM unnest($1::text[]) AS a ORDER BY h) AS ordered",
+            keys,
+        )
+
+
+async def save_contacts(conn: asyncpg.Connection, contacts: Mapping[str, tuple[Mapping[str, Any], str]]) -> None:
+    """Keep each appeal's contact, first registration wins: {appeal_id: (contact, event_id)}."""
+    if not contacts:
+        return
+    ids = list(contacts)
+    rows = [contacts[a] for a in ids]
+    await conn.execute(
+        """
+        INSERT INTO appeal_contacts (appeal_id, name, phone, lang, enterprise_name, category_hint, urgent, event_id)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                             $7::bool[], $8::text[])
+        ON CONFLICT (appeal_id) DO NOTHING
+        """,
+        ids, [c["name"] for c, _ in rows], [c["phone"] for c, _ in rows], [c["lang"] for c, _ in rows],
+        [c["enterprise_name"] for c, _ in rows], [c["category"] for c, _ in rows],
+        [bool(c["urgent"]) for c, _ in rows], [e for _, e in rows],
+    )
+
+
+async def contacts_of(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stored contacts of these appeals, in the shape :func:`domain.plan_notifications` takes."""
+    keys = sorted({a for a in appeal_ids if a})
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "SELECT appeal_id, name, phone, lang, enterprise_name, category_hint, urgent FROM appeal_contacts "
+        "WHERE appeal_id = ANY($1::text[])",
+        keys,
+    )
+    return {
+        r["appeal_id"]: {"name": r["name"], "phone": r["phone"], "lang": r["lang"],
+                         "enterprise_name": r["enterprise_name"], "category": r["category_hint"], "urgent": r["urgent"]}
+        for r in rows
+    }
+
+
+@dataclass(frozen=True)
+class WaitingEvent:
+    subject: str
+    event: dict[str, Any]
+
+
+async def park(conn: asyncpg.Connection, events: Sequence[WaitingEvent], now: datetime) -> None:
+    """Keep events that wait for their appeal's contact (once per event id)."""
+    if not events:
+        return
+    await conn.execute(
+        """
+        INSERT INTO waiting_events (event_id, appeal_id, subject, payload, waiting_since)
+        SELECT e, a, s, p::jsonb, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(e, a, s, p)
+        ON CONFLICT (event_id) DO NOTHING
+        """,
+        [w.event["event_id"] for w in events], [w.event["appeal_id"] for w in events], [w.subject for w in events],
+        [json.dumps(w.event, ensure_ascii=False) for w in events], now,
+    )
+
+
+async def take_waiting_for(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> list[WaitingEvent]:
+    """Remove and return the events waiting for these appeals' contacts."""
+    keys = sorted(set(appeal_ids))
+    if not keys:
+        return []
+    rows = await conn.fetch(
+        "DELETE FROM waiting_events WHERE appeal_id = ANY($1::text[]) RETURNING subject, payload, waiting_since",
+        keys,
+    )
+    return [WaitingEvent(r["subject"], r["payload"]) for r in sorted(rows, key=lambda r: r["waiting_since"])]
+
+
+async def waiting_to_release(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> list[asyncpg.Record]:
+    """Waiting events whose contact is known by now, or that waited since before ``cutoff``."""
+    return await conn.fetch(
+        """
+        SELECT w.event_id, w.appeal_id FROM waiting_events w
+        WHERE w.waiting_since <= $1 OR EXISTS (SELECT 1 FROM appeal_contacts c WHERE c.appeal_id = w.appeal_id)
+        ORDER BY w.waiting_since LIMIT $2
+        """,
+        cutoff, limit,
+    )
+
+
+async def take_waiting(conn: asyncpg.Connection, event_ids: Sequence[str]) -> list[WaitingEvent]:
+    """Remove and return these waiting events (those another replica took meanwhile are gone)."""
+    rows = await conn.fetch(
+        "DELETE FROM waiting_events WHERE event_id = ANY($1::text[]) RETURNING subject, payload, waiting_since",
+        list(event_ids),
+    )
+    return [WaitingEvent(r["subject"], r["payload"]) for r in sorted(rows, key=lambda r: r["waiting_since"])]
+
+
+async def count_waiting(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT count(*) FROM waiting_events")
+
+
+# --- notifications -------------------------------------------------------------------------------
+
+
+async def add_notifications(conn: asyncpg.Connection,
+                            planned: Sequence[tuple[PlannedNotification, str]]) -> list[str]:
+    """Insert the planned messages not planned before: ``(notification, correlation_id)`` pairs.
+
+    Returns the channels of the rows inserted now (a redelivered event inserts nothing).
+    """
+    unique = list({p.notification_id: (p, c) for p, c in planned}.values())
+    if not unique:
+        return []
+    ps = [p for p, _ in unique]
+    rows = await conn.fetch(
+        """
+        INSERT INTO notifications (notification_id, cause_event_id, cause_subject, correlation_id, appeal_id, channel,
+                                   address, recipient_role, recipient_name, template, template_kind, lang, text,
+                                   subject, not_before, urgent, next_attempt_at)
+        SELECT n, ce, cs, co, a, ch, ad, rr, rn, t, tk, l, tx, s, nb, u, nb
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                    $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+                    $15::timestamptz[], $16::bool[])
+             AS x(n, ce, cs, co, a, ch, ad, rr, rn, t, tk, l, tx, s, nb, u)
+        ON CONFLICT (notification_id) DO NOTHING
+        RETURNING channel
+        """,
+        [p.notification_id for p in ps], [p.cause_event_id for p in ps], [p.cause_subject for p in ps],
+        [c for _, c in unique], [p.appeal_id for p in ps], [p.channel for p in ps], [p.address for p in ps],
+        [p.recipient_role for p in ps], [p.recipient_name for p in ps], [p.template for p in ps],
+        [p.template_kind.value for p in ps], [p.lang for p in ps], [p.text for p in ps], [p.subject for p in ps],
+        [p.not_before for p in ps], [p.urgent for p in ps],
+    )
+    return [r["channel"] for r in rows]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A notification a worker took for one attempt; ``claim_no`` fences its outcome."""
+
+    notification_id: str
+    channel: str
+    address: str
+    text: str
+    subject: str | None
+    appeal_id: str | None
+    cause_event_id: str
+    correlation_id: str
+    template: str
+    claim_no: int
+    attempt: int  # this attempt's number among the attempts whose outcome counts
+
+
+async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease_until: datetime,
+                    limit: int) -> list[Claim]:
+    """Take up to ``limit`` due pending messages of ``channel`` under a lease, in one short transaction.
+
+    ``SKIP LOCKED`` lets replicas claim side by side; moving ``next_attempt_at`` to the
+    lease's end hides a claimed row from the others until the outcome is recorded, or
+    until the lease runs out when the worker died mid-send.
+    """
+    rows = await conn.fetch(
+        """
+        UPDATE notifications n
+        SET claims = n.claims + 1, locked_until = $3, next_attempt_at = $3
+        FROM (
+            SELECT notification_id FROM notifications
+            WHERE status = 'pending' AND channel = $1 AND next_attempt_at <= $2 AND not_before <= $2
+              AND (locked_until IS NULL OR locked_until <= $2)
+            ORDER BY urgent DESC, next_attempt_at
+            LIMIT $4
+            FOR UPDATE SKIP LOCKED
+        ) due
+        WHERE n.notification_id = due.notification_id
+        RETURNING n.notification_id, n.channel, n.address, n.text, n.subject, n.appeal_id, n.cause_event_id,
+                  n.correlation_id, n.template, n.claims, n.attempts
+        """,
+        channel, now, lease_until, limit,
+    )
+    return [
+        Claim(r["notification_id"], r["channel"], r["address"], r["text"], r["subject"], r["appeal_id"],
+              r["cause_event_id"], r["correlation_id"], r["template"], r["claims"], r["attempts"] + 1)
+        for r in rows
+    ]
+
+
+async def record_outcome(conn: asyncpg.Connection, claim: Claim, outcome: AttemptOutcome, now: datetime) -> bool:
+    """Store an attempt's outcome if the claim still holds; False when another worker took the row since."""
+    status = await conn.fetchval(
+        """
+        UPDATE notifications SET
+            status = CASE WHEN $3::text = 'retried' THEN 'pending' ELSE $3::text END,
+            attempts = $4,
+            last_error = $5,
+            next_attempt_at = COALESCE($6::timestamptz, next_attempt_at),
+            delivered_at = CASE WHEN $3::text = 'delivered' THEN $7::timestamptz END,
+            failed_at = CASE WHEN $3::text = 'failed' THEN $7::timestamptz END,
+            locked_until = NULL
+        WHERE notification_id = $1 AND claims = $2 AND status = 'pending'
+        RETURNING status
+        """,
+        claim.notification_id, claim.claim_no, outcome.result, claim.attempt, outcome.error, outcome.retry_at, now,
+    )
+    return status is not None
+
+
+async def add_attempt(conn: asyncpg.Connection, claim: Claim, at: datetime, outcome: AttemptOutcome,
+                      duration_ms: int) -> None:
+    await conn.execute(
+        "INSERT INTO delivery_attempts (notification_id, attempt, at, outcome, error, duration_ms) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (notification_id, attempt) DO NOTHING",
+        claim.notification_id, claim.claim_no, at, outcome.result, outcome.error, duration_ms,
+    )
+
+
+async def release(conn: asyncpg.Connection, claim: Claim, now: datetime) -> None:
+    """Give a claimed row back at once (the worker stops mid-send): the next attempt uses the same id."""
+    await conn.execute(
+        "UPDATE notifications SET locked_until = NULL, next_attempt_at = $3 "
+        "WHERE notification_id = $1 AND claims = $2 AND status = 'pending'",
+        claim.notification_id, claim.claim_no, now,
+    )
+
+
+async def notifications_of(conn: asyncpg.Connection, appeal_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM notifications WHERE appeal_id = $1 ORDER BY created_at, cause_subject, channel, notification_id",
+        appeal_id,
+    )
+
+
+async def notification(conn: asyncpg.Connection, notification_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM notifications WHERE notification_id = $1", notification_id)
+
+
+async def attempts_of(conn: asyncpg.Connection, notification_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT attempt, at, outcome, error, duration_ms FROM delivery_attempts WHERE notification_id = $1 "
+        "ORDER BY attempt",
+        notification_id,
+    )
+
+
+# --- SMS replies -------------------------------------------------------------------------------------
+
+
+async def latest_rating_invitation(conn: asyncpg.Connection, phone: str) -> asyncpg.Record | None:
+    """The latest rating invitation delivered to ``phone``: its appeal and notification id."""
+    return await conn.fetchrow(
+        """
+        SELECT appeal_id, notification_id FROM notifications
+        WHERE channel = 'sms' AND address = $1 AND template_kind = 'rating_invitation' AND status = 'delivered'
+          AND appeal_id IS NOT NULL
+        ORDER BY delivered_at DESC LIMIT 1
+        """,
+        phone,
+    )
+
+
+async def save_inbound_sms(conn: asyncpg.Connection, *, message_id: str, phone: str, text: str,
+                           received_at: datetime | None, status_code: int, accepted: bool, reason: str | None,
+                           appeal_id: str | None, rating: str | None, feedback_id: str | None) -> bool:
+    """Record a reply once per gateway message id; False when that id was handled before."""
+    inserted = await conn.fetchval(
+        """
+        INSERT INTO inbound_sms (message_id, phone, text, received_at, status_code, accepted, reason, appeal_id,
+                                 rating, feedback_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        ON CONFLICT (message_id) DO NOTHING
+        RETURNING true
+        """,
+        message_id, phone, text, received_at, status_code, accepted, reason, appeal_id, rating, feedback_id,
+    )
+    return bool(inserted)
+
+
+async def inbound_sms(conn: asyncpg.Connection, message_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM inbound_sms WHERE message_id = $1", message_id)
