@@ -62,7 +62,8 @@ class MailCatcher:
                 from email.header import decode_header, make_header
 
                 msg = email.message_from_bytes(envelope.content)
-                catcher.messages.append({"to": envelope.rcpt_tos, "subject": str(make_header(decode_header(msg["Subject"] or "")))})
+                subject = " ".join(str(make_header(decode_header(msg["Subject"] or ""))).split())
+                catcher.messages.append({"to": envelope.rcpt_tos, "subject": subject})
                 return "250 OK"
 
         self.port = free_port()
@@ -277,7 +278,8 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
 
     say()
     say("7. A's enterprise answers the SMS with '3' (unsatisfied): the appeal is reopened to the same unit (重办)")
-    await sink.wait_for(lambda s: any(m["to"] == phones["A"] and "回复" in m["text"] for m in s.messages), timeout=30)
+    await watch.wait("A's rating invitation delivered", lambda: [
+        e for e in watch.on(subjects.NOTIFY_DELIVERED, appeal_id=appeal_ids["A"]) if "rating" in e["template"]])
     r = await http.post(f"{stack.urls()['notify']}/sms/inbound",
                         json={"id": f"MO-{TAG}-A", "from": phones["A"], "text": "3"})
     r.raise_for_status()

@@ -21,6 +21,14 @@ dispatched: every level whose time has passed fires, in ladder order, each
 exactly once (:func:`firings_due`). Levels are not collapsed to the highest one:
 every step has its own recipients and its own record in the timeline.
 
+One order's clocks (:class:`OrderFacts`, :func:`plan_order`, :func:`reconcile`):
+its events may arrive in any order and more than once, so what they tell is
+merged commutatively (:func:`merge_facts`), the ladder is a function of the
+merged facts alone, and the stored firings are brought in line with it. A clock
+stopped at time S keeps the steps due before S (they applied) and drops the
+rest. :func:`deadline_set_event` and :func:`step_event` build the published
+events, with ids stable per fact so a repeat is harmless.
+
 Unit evaluation (考评排名): :func:`evaluate_unit` turns one unit's monthly counts
 into rates, :func:`rank_units` scores and ranks them with configurable
 :class:`EvaluationWeights` whose :meth:`EvaluationWeights.formula` is printed
@@ -29,6 +37,8 @@ with the ranking.
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +46,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.contracts.common import SHANGHAI
+from shared.contracts.events import AppealEscalated, DeadlineSet, DeadlineWarning, Person
+from shared.contracts.subjects import APPEAL_ESCALATED, DEADLINE_WARNING
 from shared.district import Contact, District, Unit
 from shared.workcalendar import WorkCalendar
 
@@ -676,3 +689,384 @@ def _in_zone(value: datetime, cal: WorkCalendar) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"times must be timezone-aware, got the naive {value.isoformat()}")
     return value.astimezone(cal.tz)
+
+
+# --- one order's clocks, whatever order its events arrived in -------------------------
+#
+# Escalation keeps, per work order, the facts its events told (``OrderFacts``).
+# Events of one order may arrive in any order and more than once, so facts are
+# merged commutatively (:func:`merge_facts`): the earliest time of each stop,
+# the largest extension and reopening count, the dispatch details from whichever
+# event carried them. The order's ladder is then a function of its facts alone
+# (:func:`plan_order`), and the stored firings are brought in line with it
+# (:func:`reconcile`): the same facts give the same plan, whichever event came last.
+
+DIFFICULT_KEY = "difficult"
+"""Step key of the one ``difficult`` escalation an order can have (the unit's own request)."""
+
+#: Fact fields that record when something happened: the earliest report wins.
+_EARLIEST_FIELDS = frozenset({
+    "signed_at", "returned_at", "return_accepted_at", "replied_at", "reopened_at", "difficult_at",
+    "closed_at", "merged_at",
+})
+#: Fact fields that only grow: the largest report wins.
+_LARGEST_FIELDS = frozenset({"reopen_count", "extension_days"})
+
+#: Which fact stops which clocks: the names of :data:`_CLOCK_CHANGES`.
+_STOP_FACTS: tuple[tuple[str, str], ...] = (
+    ("signed_at", "order.signed"),
+    ("returned_at", "order.returned"),
+    ("return_accepted_at", "order.return_decided.accepted"),
+    ("replied_at", "order.replied"),
+    ("closed_at", "appeal.closed"),
+    ("merged_at", "appeal.merged"),
+)
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What escalation knows of one work order; ``None`` where no event told it yet.
+
+    The dispatch details (``received_at`` ... ``policy``) come from
+    ``ct.order.dispatched``; without them no clock can be planned. ``policy``
+    is the resolved :class:`EscalationPolicy` snapshot (:func:`resolve_policy`).
+    ``closed_at`` / ``merged_at`` are the appeal's closure or merge that ends
+    this order (:func:`appeal_stops`); the other times are the order's own.
+    """
+
+    order_id: str
+    appeal_id: str
+    unit_code: str
+    unit: str = ""
+    role: str | None = None
+    category: str | None = None
+    urgent: bool = False
+    summary: str = ""
+    source_ref: str = ""
+    correlation_id: str = ""
+    received_at: datetime | None = None
+    dispatched_at: datetime | None = None
+    deadline_days: int | None = None
+    sign_hours: float | None = None
+    policy: dict[str, Any] | None = None
+    reopen_count: int = 0
+    extension_days: int = 0
+    signed_at: datetime | None = None
+    returned_at: datetime | None = None
+    return_accepted_at: datetime | None = None
+    replied_at: datetime | None = None
+    reopened_at: datetime | None = None
+    difficult_at: datetime | None = None
+    closed_at: datetime | None = None
+    merged_at: datetime | None = None
+
+    @property
+    def dispatched(self) -> bool:
+        """Whether ``ct.order.dispatched`` arrived: the clocks can be planned."""
+        return None not in (self.received_at, self.dispatched_at, self.deadline_days, self.sign_hours)
+
+    @property
+    def handling_started_at(self) -> datetime | None:
+        """Where the handling clock counts from: the receipt, or the reopening for a reopened order (重办)."""
+        return self.dispatched_at if self.reopen_count > 0 else self.received_at
+
+    def stopped_at(self, clock: Clock) -> datetime | None:
+        """When ``clock`` stopped: the earliest fact that stops it (:func:`clock_change`); ``None`` while it runs."""
+        times = [
+            at for name, event in _STOP_FACTS
+            if (at := getattr(self, name)) is not None and clock in _CLOCK_CHANGES[event].stops
+        ]
+        return min(times, default=None)
+
+    @property
+    def is_open(self) -> bool:
+        """Dispatched and its handling clock still running."""
+        return self.dispatched and self.stopped_at("handling") is None
+
+
+def merge_facts(a: OrderFacts, b: OrderFacts) -> OrderFacts:
+    """The facts of ``a`` and ``b`` together; commutative and idempotent.
+
+    Times of events take the earliest report, counts the largest, ``urgent``
+    either; any other field keeps the value known (the dispatch details come
+    from one event only, and every event of an order carries the same ids).
+    """
+    if a.order_id != b.order_id:
+        raise ValueError(f"cannot merge the facts of orders {a.order_id!r} and {b.order_id!r}")
+    merged: dict[str, Any] = {}
+    for f in dataclasses.fields(OrderFacts):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name in _EARLIEST_FIELDS:
+            merged[f.name] = min((t for t in (x, y) if t is not None), default=None)
+        elif f.name in _LARGEST_FIELDS:
+            merged[f.name] = max(x, y)
+        elif f.name == "urgent":
+            merged[f.name] = x or y
+        else:
+            merged[f.name] = x if x not in (None, "") else y
+    return OrderFacts(**merged)
+
+
+def resolve_policy(
+    snapshot: Mapping[str, Any] | None,
+    table: PolicyTable,
+    category: str | None,
+    urgent: bool,
+    district: District | None = None,
+) -> EscalationPolicy:
+    """The policy to snapshot on a dispatched order.
+
+    The table's policy for the category and urgency, with the fields of
+    ``OrderDispatched.policy`` that are :class:`EscalationPolicy` fields laid
+    over it. Other keys of the snapshot (dispatch also records the deadline
+    and who is told) are not policy and are ignored; a snapshot whose policy
+    fields are invalid is ignored as a whole.
+    """
+    base = table.policy_for(category, urgent, district)
+    given = {k: v for k, v in (snapshot or {}).items() if k in EscalationPolicy.model_fields}
+    if not given:
+        return base
+    try:
+        return EscalationPolicy.model_validate({**base.to_dict(), **given})
+    except ValueError:
+        return base
+
+
+def order_facts_from_event(
+    subject: str,
+    event: Any,
+    policies: PolicyTable,
+    district: District | None = None,
+) -> OrderFacts | None:
+    """The facts one event tells about its work order; ``None`` for an event about no single order.
+
+    ``event`` is the parsed model of ``subject`` (``shared.contracts.events``).
+    ``ct.appeal.closed`` / ``ct.appeal.merged`` concern the appeal: see :func:`appeal_stops`.
+    """
+    name = subject.removeprefix("ct.")
+    ids = {"order_id": getattr(event, "order_id", None), "appeal_id": event.appeal_id,
+           "unit_code": getattr(event, "unit_code", None)}
+    if not ids["order_id"] or not ids["unit_code"]:
+        return None
+    at = event.occurred_at
+    common = {**ids, "unit": getattr(event, "unit", "") or ""}
+    if name == "order.dispatched":
+        policy = resolve_policy(event.policy, policies, event.category, event.urgent, district)
+        return OrderFacts(
+            **common, role=event.role, category=event.category, urgent=event.urgent, summary=event.summary,
+            source_ref=event.source_ref, correlation_id=event.correlation_id, received_at=event.received_at,
+            dispatched_at=at, deadline_days=event.deadline_days, sign_hours=event.sign_hours,
+            policy=policy.to_dict(), reopen_count=event.reopen_count,
+        )
+    if name == "order.signed":
+        return OrderFacts(**common, signed_at=at)
+    if name == "order.returned":
+        return OrderFacts(**common, returned_at=at)
+    if name == "order.return_decided":
+        return OrderFacts(**common, return_accepted_at=at if event.accepted else None)
+    if name == "order.extension_granted":
+        return OrderFacts(**common, extension_days=event.total_extension_days)
+    if name == "order.replied":
+        return OrderFacts(**common, replied_at=at)
+    if name == "order.escalation_requested":
+        return OrderFacts(**common, difficult_at=at)
+    if name == "appeal.reopened":
+        return OrderFacts(**common, reopen_count=event.reopen_count, reopened_at=at)
+    return OrderFacts(**common)
+
+
+ClosureKind = Literal["closed", "merged"]
+
+
+def appeal_stops(
+    closures: Iterable[tuple[datetime, ClosureKind]],
+    dispatched_at: datetime | None,
+) -> tuple[datetime | None, datetime | None]:
+    """``(closed_at, merged_at)`` for an order of an appeal with these closures.
+
+    A closure ends the orders dispatched before it (an appeal closed, later
+    reopened and re-dispatched, is not closed for the new order); while the
+    order's dispatch is unknown, any closure counts.
+    """
+    earliest: dict[str, datetime] = {}
+    for at, kind in closures:
+        if dispatched_at is not None and at < dispatched_at:
+            continue
+        if kind not in earliest or at < earliest[kind]:
+            earliest[kind] = at
+    return earliest.get("closed"), earliest.get("merged")
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    """An order's clocks as its facts make them.
+
+    ``steps``: every ladder step that applies, in firing order: the whole
+    ladder of a running clock, and, of a stopped one, the steps whose time
+    had come before it stopped (they applied; if not fired yet they still fire).
+    """
+
+    sign_due: datetime | None = None
+    handling_due: datetime | None = None
+    running: frozenset[Clock] = frozenset()
+    steps: tuple[Firing, ...] = ()
+
+    def due(self, clock: Clock) -> datetime | None:
+        return self.sign_due if clock == "sign_for" else self.handling_due
+
+
+def plan_order(facts: OrderFacts, cal: WorkCalendar) -> OrderPlan:
+    """The deadlines and the ladder of an order; empty until it was dispatched.
+
+    sign-for: ``sign_hours`` working hours from dispatch. handling:
+    ``deadline_days`` plus the extension days granted, in working days from
+    receipt, or from the reopening for a reopened order (``reopen_count`` > 0).
+    """
+    if not facts.dispatched:
+        return OrderPlan()
+    assert facts.dispatched_at and facts.sign_hours is not None and facts.deadline_days is not None
+    start = facts.handling_started_at
+    assert start is not None
+    policy = EscalationPolicy.from_dict(facts.policy)
+    sign_due = sign_for_due_at(facts.dispatched_at, facts.sign_hours, cal)
+    handling_due = handling_due_at(start, facts.deadline_days, cal, facts.extension_days)
+    running: set[Clock] = set()
+    steps: list[Firing] = []
+    for clock, started, due in (("sign_for", facts.dispatched_at, sign_due), ("handling", start, handling_due)):
+        ladder = plan_firings(clock, started, due, policy, cal)
+        stopped = facts.stopped_at(clock)
+        if stopped is None:
+            running.add(clock)
+            steps.extend(ladder)
+        else:
+            steps.extend(f for f in ladder if f.fire_at <= stopped)
+    steps.sort(key=lambda f: (f.fire_at, LADDER.index(f.level)))
+    return OrderPlan(sign_due, handling_due, frozenset(running), tuple(steps))
+
+
+StepState = Literal["pending", "fired", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What to change in an order's stored firings: the steps to add and the pending keys to cancel."""
+
+    add: tuple[Firing, ...] = ()
+    cancel: tuple[str, ...] = ()
+
+
+def reconcile(plan: OrderPlan, stored: Mapping[str, StepState]) -> Reconciliation:
+    """Bring the stored firings (``step_key`` → state) in line with ``plan``.
+
+    Steps of the plan not stored yet are added; pending steps the plan no
+    longer has (the clock stopped before them, or the deadline moved) are
+    cancelled. Fired and cancelled steps stay as they are; the ``difficult``
+    step is the unit's request and no clock cancels it.
+    """
+    wanted = {f.key: f for f in plan.steps}
+    add = tuple(f for key, f in wanted.items() if key not in stored)
+    cancel = tuple(sorted(
+        key for key, state in stored.items() if state == "pending" and key not in wanted and key != DIFFICULT_KEY
+    ))
+    return Reconciliation(add, cancel)
+
+
+def deadlines_to_publish(plan: OrderPlan, published: Mapping[Clock, datetime | None]) -> list[tuple[Clock, datetime]]:
+    """The running clocks whose deadline was not published yet, or moved since (``ct.deadline.set``)."""
+    out: list[tuple[Clock, datetime]] = []
+    for clock in CLOCKS:
+        due = plan.due(clock)
+        if clock in plan.running and due is not None and published.get(clock) != due:
+            out.append((clock, due))
+    return out
+
+
+def targets_for_order(
+    level: TargetLevel, unit_code: str, district: District, category: str | None, clock: Clock = "handling",
+) -> list[dict[str, str | None]]:
+    """:func:`targets_for`, with a unit missing from the configuration told through the lead unit.
+
+    An order of a unit no longer (or not yet) configured must still reach
+    someone: the lead unit stands in for it.
+    """
+    try:
+        return targets_for(level, unit_code, district, category, clock)
+    except KeyError:
+        return targets_for(level, district.lead_unit, district, category, clock)
+
+
+def step_reason(level: str, clock: Clock, due_at: datetime | None, requested_reason: str | None = None) -> str:
+    """The reason an event of a step gives: :func:`reason_for`, or the unit's own for ``difficult``."""
+    if level == "difficult":
+        return f"flagged difficult or major by the unit: {requested_reason}" if requested_reason else "flagged difficult or major by the unit"
+    if due_at is None:
+        raise ValueError(f"a {level} step needs its deadline")
+    return reason_for(Firing(level, due_at, clock, due_at))  # type: ignore[arg-type]
+
+
+# --- the events escalation publishes -------------------------------------------------
+
+_EVENT_NAMESPACE = uuid.UUID("5b0f3a8e-7c1d-4e44-9a51-2f6c0d7e9b13")
+
+
+def stable_event_id(*parts: str) -> str:
+    """An event id that is the same for the same fact, so a repeat is dropped by JetStream's window.
+
+    ``esc-`` and a UUID 5 of the parts (e.g. order id and step key).
+    """
+    return "esc-" + uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join(parts)).hex
+
+
+class LadderWarning(DeadlineWarning):
+    """``ct.deadline.warning`` as escalation publishes it: the contract plus the reason and the summary.
+
+    Both fields are optional additions (senders may add optional fields); the
+    contract model in ``shared.contracts.events`` should gain them.
+    """
+
+    reason: str = Field("", description="Why.")
+    summary: str = Field("", description="The appeal summary.")
+
+
+def _base(facts: OrderFacts, now: datetime, event_id: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id, "occurred_at": now.astimezone(SHANGHAI), "appeal_id": facts.appeal_id,
+        "source_ref": facts.source_ref, "correlation_id": facts.correlation_id, "actor": "system",
+        "order_id": facts.order_id, "unit_code": facts.unit_code,
+    }
+
+
+def deadline_set_event(facts: OrderFacts, clock: Clock, due_at: datetime, now: datetime) -> DeadlineSet:
+    """``ct.deadline.set`` for a clock started or moved; ``due_at`` in +08:00."""
+    event_id = stable_event_id(facts.order_id, "deadline", clock, due_at.isoformat())
+    return DeadlineSet(**_base(facts, now, event_id), clock=clock, due_at=due_at.astimezone(SHANGHAI))
+
+
+def step_event(
+    facts: OrderFacts,
+    level: TargetLevel,
+    clock: Clock,
+    due_at: datetime | None,
+    step_key: str,
+    targets: list[dict[str, str | None]],
+    now: datetime,
+    requested_reason: str | None = None,
+) -> tuple[str, DeadlineWarning | AppealEscalated]:
+    """The (subject, event) a fired step publishes: a warning, or an escalation of the appeal.
+
+    Its id is stable for (order, step), so the same step never makes two events.
+    """
+    event_id = stable_event_id(facts.order_id, "step", step_key)
+    base = _base(facts, now, event_id)
+    due = due_at.astimezone(SHANGHAI) if due_at is not None else None
+    reason = step_reason(level, clock, due_at, requested_reason)
+    people = [Person.model_validate(t) for t in targets]
+    if level in WARNING_LEVELS:
+        assert due is not None
+        return DEADLINE_WARNING, LadderWarning(**base, unit=facts.unit, clock=clock, due_at=due, level=level,
+                                               targets=people, reason=reason, summary=facts.summary)
+    return APPEAL_ESCALATED, AppealEscalated(
+        **base, unit=facts.unit, level=level, reason=reason, clock=clock, due_at=due,
+        overdue_seconds=overdue_seconds(due_at, now) if due_at is not None else 0,
+        targets=people, summary=facts.summary,
+    )

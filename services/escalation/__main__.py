@@ -1,0 +1,36 @@
+"""Start-up of the escalation service: ``python -m services.escalation`` or ``coffeetime run escalation``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.escalation import api, evaluation, handlers
+from services.escalation.config import context
+from services.escalation.scanner import DeadlineScanner
+from shared.service import Service, run
+from shared.settings import Settings
+
+NAME = "escalation"
+
+
+def create_service(settings: Settings) -> Service:
+    service = Service(NAME, settings, Path(__file__).with_name("migrations"))
+    ctx = context(settings.district_config)
+    handlers.register(service, ctx)
+    service.background.append(DeadlineScanner(ctx, interval=settings.scan_interval_s).run)
+    service.background.append(evaluation.gauge_refresher(ctx))
+    api.register(service, ctx)
+    return service
+
+
+def scanner_of(service: Service) -> DeadlineScanner:
+    """The deadline scanner a service runs (for operations tools and tests)."""
+    for task in service.background:
+        owner = getattr(task, "__self__", None)
+        if isinstance(owner, DeadlineScanner):
+            return owner
+    raise LookupError(f"{service.name} runs no deadline scanner")
+
+
+if __name__ == "__main__":
+    run(create_service, NAME)

@@ -1,0 +1,27 @@
+"""Escalation's business metrics: the units' rates this month, open and overdue work, escalations.
+
+Labels are unit codes and ladder levels: bounded by the configuration. The
+gauges are refreshed by a background task (:func:`services.escalation.handlers.refresh_unit_gauges`).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from shared.metrics import registry
+
+UNIT_CLOSURE_RATE = Gauge("coffeetime_unit_closure_rate", "Closed over due this month (办结率), per unit",
+                          ["unit_code"], registry=registry)
+UNIT_SATISFACTION_RATE = Gauge("coffeetime_unit_satisfaction_rate",
+                               "Satisfied and basically satisfied over rated this month (满意率), per unit",
+                               ["unit_code"], registry=registry)
+UNIT_ON_TIME_RATE = Gauge("coffeetime_unit_on_time_rate", "Closed on time over due this month, per unit",
+                          ["unit_code"], registry=registry)
+OPEN_ORDERS = Gauge("coffeetime_open_orders", "Work orders whose handling clock runs, per unit",
+                    ["unit_code"], registry=registry)
+OVERDUE_ORDERS = Gauge("coffeetime_overdue_orders", "Open work orders past their handling deadline, per unit",
+                       ["unit_code"], registry=registry)
+ESCALATIONS = Counter("coffeetime_escalations_total", "Ladder steps fired (warnings and escalations), by level",
+                      ["level"], registry=registry)
+FIRING_LAG = Gauge("coffeetime_escalation_firing_lag_seconds",
+                   "How late after its time the latest step fired was, in seconds", registry=registry)

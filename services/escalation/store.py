@@ -1,0 +1,327 @@
+"""Escalation's SQL (schema ``escalation``): order facts, closures, ratings, firings, the evaluation counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import asyncpg
+
+from services.escalation.domain import (
+    DIFFICULT_KEY,
+    Clock,
+    ClosureKind,
+    Firing,
+    OrderFacts,
+    OrderPlan,
+    StepState,
+)
+
+# --- inbox and locks --------------------------------------------------------------
+
+
+async def lock_appeals(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> None:
+    """Serialise the handling of each appeal's events across consumers and replicas (until commit).
+
+    Events of one appeal arrive on several consumers at once; each transaction
+    reads an order's facts and firings, then writes them, so two of them on
+    the same appeal must not interleave. Locks are taken in one global order,
+    so two transactions never wait for each other in a cycle.
+    """
+    keys = sorted(set(appeal_ids))
+    if keys:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM ("
+            " SELECT DISTINCT hashtextextended('coffeetime.escalation.appeal:' || a, 0) AS h"
+            " FROM unnest($1::text[]) AS a ORDER BY h) AS ordered",
+            keys,
+        )
+
+
+async def first_time(conn: asyncpg.Connection, consumer: str, keys: Sequence[str]) -> set[str]:
+    """Record ``keys`` as handled by ``consumer``; returns those not seen before."""
+    if not keys:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO inbox (consumer, key) SELECT $1, k FROM unnest($2::text[]) AS k ORDER BY k "
+        "ON CONFLICT DO NOTHING RETURNING key",
+        consumer, sorted(set(keys)),
+    )
+    return {r["key"] for r in rows}
+
+
+# --- order facts --------------------------------------------------------------------
+
+_FACT_COLUMNS = (
+    "order_id", "appeal_id", "unit_code", "unit", "role", "category", "urgent", "summary", "source_ref",
+    "correlation_id", "received_at", "dispatched_at", "deadline_days", "sign_hours", "policy", "reopen_count",
+    "extension_days", "signed_at", "returned_at", "return_accepted_at", "replied_at", "reopened_at", "difficult_at",
+)
+_PLAN_COLUMNS = ("sign_due", "handling_due", "sign_due_published", "handling_due_published")
+_ALL_COLUMNS = _FACT_COLUMNS + _PLAN_COLUMNS
+
+_UPSERT_ORDER = (
+    f"INSERT INTO orders ({', '.join(_ALL_COLUMNS)}, updated_at) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_ALL_COLUMNS) + 1))}, now()) "
+    "ON CONFLICT (order_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _ALL_COLUMNS[1:])
+    + ", updated_at = now()"
+)
+
+
+def _facts(row: asyncpg.Record) -> OrderFacts:
+    return OrderFacts(**{c: row[c] for c in _FACT_COLUMNS})
+
+
+async def load_orders(conn: asyncpg.Connection, order_ids: Iterable[str]
+                      ) -> dict[str, tuple[OrderFacts, dict[Clock, datetime | None]]]:
+    """The stored facts of these orders (without the appeal's closures) and the deadlines last published."""
+    rows = await conn.fetch(f"SELECT {', '.join(_ALL_COLUMNS)} FROM orders WHERE order_id = ANY($1::text[])",
+                            list(set(order_ids)))
+    return {
+        r["order_id"]: (_facts(r), {"sign_for": r["sign_due_published"], "handling": r["handling_due_published"]})
+        for r in rows
+    }
+
+
+async def orders_of_appeals(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> list[str]:
+    rows = await conn.fetch("SELECT order_id FROM orders WHERE appeal_id = ANY($1::text[])", list(set(appeal_ids)))
+    return [r["order_id"] for r in rows]
+
+
+async def save_orders(conn: asyncpg.Connection,
+                      orders: Sequence[tuple[OrderFacts, OrderPlan, dict[Clock, datetime | None]]]) -> None:
+    """Write each order's merged facts, its deadlines and the deadlines published (sorted: a stable lock order)."""
+    rows = []
+    for facts, plan, published in sorted(orders, key=lambda o: o[0].order_id):
+        values = [getattr(facts, c) for c in _FACT_COLUMNS]
+        values += [plan.sign_due, plan.handling_due, published.get("sign_for"), published.get("handling")]
+        rows.append(values)
+    if rows:
+        await conn.executemany(_UPSERT_ORDER, rows)
+
+
+# --- closures and ratings -----------------------------------------------------------
+
+
+async def add_closures(conn: asyncpg.Connection,
+                       closures: Sequence[tuple[str, str, ClosureKind, datetime, str | None]]) -> None:
+    """(event_id, appeal_id, kind, closed_at, outcome) rows; a repeated event is stored once."""
+    if closures:
+        await conn.executemany(
+            "INSERT INTO closures (event_id, appeal_id, kind, closed_at, outcome) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (event_id) DO NOTHING",
+            closures,
+        )
+
+
+async def closures_of(conn: asyncpg.Connection, appeal_ids: Iterable[str]
+                      ) -> dict[str, list[tuple[datetime, ClosureKind]]]:
+    rows = await conn.fetch("SELECT appeal_id, closed_at, kind FROM closures WHERE appeal_id = ANY($1::text[])",
+                            list(set(appeal_ids)))
+    out: dict[str, list[tuple[datetime, ClosureKind]]] = {}
+    for r in rows:
+        out.setdefault(r["appeal_id"], []).append((r["closed_at"], r["kind"]))
+    return out
+
+
+async def add_ratings(conn: asyncpg.Connection,
+                      ratings: Sequence[tuple[str, str, str, str, str, datetime]]) -> None:
+    """(event_id, unit_code, appeal_id, rating, source, rated_at) rows; a repeated event is stored once."""
+    if ratings:
+        await conn.executemany(
+            "INSERT INTO ratings (event_id, unit_code, appeal_id, rating, source, rated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id, unit_code) DO NOTHING",
+            ratings,
+        )
+
+
+# --- firings --------------------------------------------------------------------------
+
+
+async def firing_states(conn: asyncpg.Connection, order_ids: Iterable[str]) -> dict[str, dict[str, StepState]]:
+    """Every stored step of these orders: order_id → step_key → pending, fired or cancelled."""
+    rows = await conn.fetch(
+        "SELECT order_id, step_key, fired_at IS NOT NULL AS fired, cancelled_at IS NOT NULL AS cancelled "
+        "FROM firings WHERE order_id = ANY($1::text[])",
+        list(set(order_ids)),
+    )
+    out: dict[str, dict[str, StepState]] = {}
+    for r in rows:
+        state: StepState = "fired" if r["fired"] else "cancelled" if r["cancelled"] else "pending"
+        out.setdefault(r["order_id"], {})[r["step_key"]] = state
+    return out
+
+
+async def add_firings(conn: asyncpg.Connection, steps: Sequence[tuple[OrderFacts, Firing]], now: datetime) -> None:
+    """Plan ladder steps; a step already stored (same order and key) stays as it is."""
+    if steps:
+        await conn.executemany(
+            "INSERT INTO firings (order_id, appeal_id, unit_code, clock, level, step_key, due_at, fire_at, planned_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT ON CONSTRAINT firings_once DO NOTHING",
+            [(o.order_id, o.appeal_id, o.unit_code, f.clock, f.level, f.key, f.due_at, f.fire_at, now)
+             for o, f in steps],
+        )
+
+
+async def add_difficult(conn: asyncpg.Connection, requests: Sequence[tuple[OrderFacts, datetime | None, str]],
+                        now: datetime) -> None:
+    """The unit's escalation requests: a ``difficult`` step firing at once, once per order.
+
+    (facts, handling deadline or None, the unit's reason) per order.
+    """
+    if requests:
+        await conn.executemany(
+            "INSERT INTO firings (order_id, appeal_id, unit_code, clock, level, step_key, due_at, fire_at,"
+            " planned_at, payload) VALUES ($1, $2, $3, 'handling', 'difficult', $4, $5, $6, $6, $7)"
+            " ON CONFLICT ON CONSTRAINT firings_once DO NOTHING",
+            [(o.order_id, o.appeal_id, o.unit_code, DIFFICULT_KEY, due, now, {"reason": reason})
+             for o, due, reason in requests],
+        )
+
+
+async def cancel_firings(conn: asyncpg.Connection, steps: Sequence[tuple[str, str]], now: datetime) -> int:
+    """Cancel these pending (order_id, step_key) steps; a step fired meanwhile stays fired."""
+    if not steps:
+        return 0
+    result = await conn.execute(
+        "UPDATE firings AS f SET cancelled_at = $1"
+        " FROM unnest($2::text[], $3::text[]) AS s(order_id, step_key)"
+        " WHERE f.order_id = s.order_id AND f.step_key = s.step_key"
+        " AND f.fired_at IS NULL AND f.cancelled_at IS NULL",
+        now, [o for o, _ in steps], [k for _, k in steps],
+    )
+    return int(result.split()[-1])
+
+
+CLAIM_DUE_FIRINGS = """
+SELECT firing_id, order_id, appeal_id, unit_code, clock, level, step_key, due_at, fire_at, payload
+FROM firings
+WHERE fired_at IS NULL AND cancelled_at IS NULL AND fire_at <= $1
+ORDER BY fire_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+"""The scanner's claim: the due steps no other replica holds, oldest first.
+
+Its plan with 50 000 steps waiting in the future and none due
+(``EXPLAIN (ANALYZE, BUFFERS)``, PostgreSQL 16; checked by
+tests/integration/test_escalation.py)::
+
+    Limit (actual rows=0 loops=1)
+      Buffers: shared hit=2
+      ->  LockRows (actual rows=0 loops=1)
+            Buffers: shared hit=2
+            ->  Index Scan using firings_pending on firings (actual rows=0 loops=1)
+                  Index Cond: (fire_at <= '2025-12-31 16:00:00+00'::timestamp with time zone)
+                  Filter: ((fired_at IS NULL) AND (cancelled_at IS NULL))
+                  Buffers: shared hit=2
+
+The partial index ``firings_pending ON firings (fire_at) WHERE fired_at IS NULL
+AND cancelled_at IS NULL`` holds only the steps still waiting, in time order:
+the scan stops at the first step not yet due, so a round reads the due rows
+(two index pages here), whatever the number of open orders and of steps fired
+or cancelled long ago. The Filter is the index predicate, rechecked on the rows
+that get locked.
+"""
+
+
+async def claim_due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Lock up to ``limit`` due steps for this transaction; rows locked by another replica are skipped."""
+    return await conn.fetch(CLAIM_DUE_FIRINGS, now, limit)
+
+
+async def mark_fired(conn: asyncpg.Connection, fired: Sequence[tuple[int, str]], now: datetime, replica: str) -> None:
+    """(firing_id, event_id) of the steps whose events were staged in this transaction."""
+    if fired:
+        await conn.execute(
+            "UPDATE firings AS f SET fired_at = $1, fired_by = $2, event_id = s.event_id"
+            " FROM unnest($3::bigint[], $4::text[]) AS s(firing_id, event_id) WHERE f.firing_id = s.firing_id",
+            now, replica, [i for i, _ in fired], [e for _, e in fired],
+        )
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+# Each order with the appeal's closure that ended it (the first at or after its dispatch).
+_ORDERS_WITH_CLOSURE = """
+SELECT o.*,
+       (SELECT min(c.closed_at) FROM closures c
+         WHERE c.appeal_id = o.appeal_id AND c.kind = 'closed' AND c.closed_at >= o.dispatched_at) AS closed_at,
+       (SELECT min(c.closed_at) FROM closures c
+         WHERE c.appeal_id = o.appeal_id AND c.kind = 'merged' AND c.closed_at >= o.dispatched_at) AS merged_at
+FROM orders o
+WHERE o.dispatched_at IS NOT NULL
+"""
+
+UNIT_MONTH_STATS = f"""
+WITH o AS ({_ORDERS_WITH_CLOSURE}
+    AND o.dispatched_at < $2
+    AND (o.dispatched_at >= $1 OR o.handling_due >= $1 OR o.replied_at >= $1 OR o.returned_at >= $1)),
+received AS (
+    SELECT unit_code, count(*) AS received,
+           count(*) FILTER (WHERE signed_at <= sign_due) AS signed_on_time
+    FROM o WHERE dispatched_at >= $1 AND dispatched_at < $2 GROUP BY unit_code
+),
+due AS (
+    SELECT unit_code, count(*) AS due,
+           count(*) FILTER (WHERE closed_at IS NOT NULL) AS closed,
+           count(*) FILTER (WHERE closed_at IS NOT NULL
+                            AND coalesce(replied_at, closed_at) <= handling_due) AS closed_on_time,
+           count(*) FILTER (WHERE coalesce(replied_at, closed_at, merged_at) > handling_due
+                            OR (coalesce(replied_at, closed_at, merged_at) IS NULL AND handling_due < $3)) AS overdue
+    FROM o WHERE return_accepted_at IS NULL AND handling_due >= $1 AND handling_due < $2 GROUP BY unit_code
+),
+replied AS (
+    SELECT unit_code, count(*) AS replied FROM o WHERE replied_at >= $1 AND replied_at < $2 GROUP BY unit_code
+),
+returned AS (
+    SELECT unit_code, count(*) AS returned FROM o WHERE returned_at >= $1 AND returned_at < $2 GROUP BY unit_code
+),
+rated AS (
+    SELECT unit_code, count(*) AS rated,
+           count(*) FILTER (WHERE rating = 'satisfied') AS satisfied,
+           count(*) FILTER (WHERE rating = 'basically_satisfied') AS basically_satisfied,
+           count(*) FILTER (WHERE source = 'reopened') AS reopened
+    FROM ratings WHERE rated_at >= $1 AND rated_at < $2 GROUP BY unit_code
+),
+noticed AS (
+    SELECT unit_code, count(*) AS noticed FROM firings
+    WHERE level = 'supervision' AND fired_at >= $1 AND fired_at < $2 GROUP BY unit_code
+),
+units AS (
+    SELECT unit_code FROM received UNION SELECT unit_code FROM due UNION SELECT unit_code FROM replied
+    UNION SELECT unit_code FROM returned UNION SELECT unit_code FROM rated UNION SELECT unit_code FROM noticed
+)
+SELECT u.unit_code,
+       coalesce(received.received, 0) AS received, coalesce(received.signed_on_time, 0) AS signed_on_time,
+       coalesce(due.due, 0) AS due, coalesce(due.closed, 0) AS closed,
+       coalesce(due.closed_on_time, 0) AS closed_on_time, coalesce(replied.replied, 0) AS replied,
+       coalesce(rated.rated, 0) AS rated, coalesce(rated.satisfied, 0) AS satisfied,
+       coalesce(rated.basically_satisfied, 0) AS basically_satisfied,
+       coalesce(returned.returned, 0) AS returned, coalesce(rated.reopened, 0) AS reopened,
+       coalesce(due.overdue, 0) AS overdue, coalesce(noticed.noticed, 0) AS noticed
+FROM units u
+LEFT JOIN received USING (unit_code) LEFT JOIN due USING (unit_code) LEFT JOIN replied USING (unit_code)
+LEFT JOIN returned USING (unit_code) LEFT JOIN rated USING (unit_code) LEFT JOIN noticed USING (unit_code)
+ORDER BY u.unit_code
+"""
+
+
+async def unit_month_counts(conn: asyncpg.Connection, start: datetime, end: datetime, now: datetime) -> list[dict]:
+    """Each unit's counts for the month [start, end) (see ``domain.UnitMonthStats``); ``now`` decides what is overdue."""
+    return [dict(r) for r in await conn.fetch(UNIT_MONTH_STATS, start, end, now)]
+
+
+async def open_work_by_unit(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
+    """Per unit: orders whose handling clock runs (open), and of those the ones past their deadline."""
+    return await conn.fetch(
+        f"""
+        WITH o AS ({_ORDERS_WITH_CLOSURE} AND o.replied_at IS NULL AND o.return_accepted_at IS NULL)
+        SELECT unit_code, count(*) AS open, count(*) FILTER (WHERE handling_due < $1) AS overdue
+        FROM o
+        WHERE closed_at IS NULL AND merged_at IS NULL
+        GROUP BY unit_code ORDER BY unit_code
+        """,
+        now,
+    )
