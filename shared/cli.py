@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the month's evaluation and ranking of the units")
     p.add_argument("--month", help="YYYY-MM (default: this month)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--min-orders", type=int, default=None, dest="min_orders",
+                   help="units with fewer orders are listed but not ranked (default: the configuration's)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("docs", help="write the AsyncAPI document of the contract")

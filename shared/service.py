@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -143,6 +144,14 @@ class Service:
         config = uvicorn.Config(self.http, host=self.settings.http_host, port=self.settings.port_of(self.name),
                                 log_config=None, lifespan="off", access_log=False)
         server = uvicorn.Server(config)
+
+        def request_exit(signum, frame) -> None:  # noqa: ARG001
+            server.should_exit = True
+
+        # uvicorn restores the handlers it found and re-raises the signal after its own
+        # shutdown; with these in place that re-raise is harmless and the stop below runs
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, request_exit)
         try:
             await server.serve()
         finally:

@@ -228,7 +228,8 @@ def deadline_handler(service: Service):
             for d in batch:
                 event = json.loads(d.data)
                 await store.record_deadline(conn, event["order_id"], event["clock"],
-                                            datetime.fromisoformat(event["due_at"]))
+                                            datetime.fromisoformat(event["due_at"]),
+                                            datetime.fromisoformat(event["occurred_at"]))
 
     return handle
 

@@ -136,9 +136,14 @@ async def first_time(conn: asyncpg.Connection, consumer: str, key: str) -> bool:
     ) is True
 
 
-async def record_deadline(conn: asyncpg.Connection, order_id: str, clock: str, due_at: datetime) -> None:
+async def record_deadline(conn: asyncpg.Connection, order_id: str, clock: str, due_at: datetime,
+                          set_at: datetime) -> None:
+    """Keep a clock's deadline unless a newer ``ct.deadline.set`` was applied already."""
     column = "sign_due_at" if clock == "sign_for" else "due_at"
-    await conn.execute(f"UPDATE orders SET {column} = $2 WHERE order_id = $1", order_id, due_at)
+    await conn.execute(
+        f"UPDATE orders SET {column} = $2, {column[:-3]}_set_at = $3 "
+        f"WHERE order_id = $1 AND ({column[:-3]}_set_at IS NULL OR {column[:-3]}_set_at <= $3)",
+        order_id, due_at, set_at)
 
 
 async def record_escalation(conn: asyncpg.Connection, order_id: str, level: str) -> None:

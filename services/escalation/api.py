@@ -23,10 +23,11 @@ def register(service: Service, ctx: Context) -> None:
     async def report(
         month: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default: this month (Asia/Shanghai)."),
         format: evaluation.Format = Query("json", description="json, csv or table."),  # noqa: A002 - the public parameter name
+        min_orders: int | None = Query(None, ge=0, description="Rank only units with at least this many orders (default: configured)."),
     ) -> Response:
         month = month or evaluation.current_month()
         async with service.pool.acquire() as conn:
-            ranking = await evaluation.month_ranking(conn, month, ctx)
+            ranking = await evaluation.month_ranking(conn, month, ctx, min_orders=min_orders)
         if format == "json":
             return JSONResponse(evaluation.ranking_document(ranking, month, ctx))
         body = evaluation.render(ranking, month, ctx, format)

@@ -291,7 +291,7 @@ def overdue_seconds(due_at: datetime, now: datetime) -> int:
 
 def reason_for(firing: Firing) -> str:
     """A short English reason for the event the firing produces."""
-    due = firing.due_at.strftime("%Y-%m-%d %H:%M")
+    due = firing.due_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
     what = "sign-for" if firing.clock == "sign_for" else "handling"
     return {
         "warning_75": f"most of the {what} time used; due {due}",
@@ -933,7 +933,9 @@ def plan_order(facts: OrderFacts, cal: WorkCalendar) -> OrderPlan:
     running: set[Clock] = set()
     steps: list[Firing] = []
     for clock, started, due in (("sign_for", facts.dispatched_at, sign_due), ("handling", start, handling_due)):
-        ladder = plan_firings(clock, started, due, policy, cal)
+        # a warning planned before the order existed is moot: a backlog order starts at "overdue"
+        ladder = [f for f in plan_firings(clock, started, due, policy, cal)
+                  if not (f.is_warning and f.fire_at < facts.dispatched_at)]
         stopped = facts.stopped_at(clock)
         if stopped is None:
             running.add(clock)
@@ -1017,17 +1019,6 @@ def stable_event_id(*parts: str) -> str:
     return "esc-" + uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join(parts)).hex
 
 
-class LadderWarning(DeadlineWarning):
-    """``ct.deadline.warning`` as escalation publishes it: the contract plus the reason and the summary.
-
-    Both fields are optional additions (senders may add optional fields); the
-    contract model in ``shared.contracts.events`` should gain them.
-    """
-
-    reason: str = Field("", description="Why.")
-    summary: str = Field("", description="The appeal summary.")
-
-
 def _base(facts: OrderFacts, now: datetime, event_id: str) -> dict[str, Any]:
     return {
         "event_id": event_id, "occurred_at": now.astimezone(SHANGHAI), "appeal_id": facts.appeal_id,
@@ -1063,7 +1054,7 @@ def step_event(
     people = [Person.model_validate(t) for t in targets]
     if level in WARNING_LEVELS:
         assert due is not None
-        return DEADLINE_WARNING, LadderWarning(**base, unit=facts.unit, clock=clock, due_at=due, level=level,
+        return DEADLINE_WARNING, DeadlineWarning(**base, unit=facts.unit, clock=clock, due_at=due, level=level,
                                                targets=people, reason=reason, summary=facts.summary)
     return APPEAL_ESCALATED, AppealEscalated(
         **base, unit=facts.unit, level=level, reason=reason, clock=clock, due_at=due,

@@ -69,10 +69,10 @@ async def month_evaluations(conn: asyncpg.Connection, month: str, ctx: Context,
 
 
 async def month_ranking(conn: asyncpg.Connection, month: str, ctx: Context,
-                        now: datetime | None = None) -> domain.Ranking:
-    """The month's ranking with the configured weights and ``min_orders``."""
+                        now: datetime | None = None, min_orders: int | None = None) -> domain.Ranking:
+    """The month's ranking with the configured weights and ``min_orders`` (or the one given)."""
     evaluations = await month_evaluations(conn, month, ctx, now)
-    return domain.rank_units(evaluations, ctx.weights, ctx.min_orders)
+    return domain.rank_units(evaluations, ctx.weights, ctx.min_orders if min_orders is None else min_orders)
 
 
 def ranking_document(ranking: domain.Ranking, month: str, ctx: Context) -> dict[str, Any]:

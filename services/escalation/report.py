@@ -18,14 +18,15 @@ from services.escalation.handlers import SERVICE
 from shared.settings import Settings
 
 
-async def _ranking_text(dsn: str, month: str, fmt: evaluation.Format, ctx: Context) -> str:
+async def _ranking_text(dsn: str, month: str, fmt: evaluation.Format, ctx: Context,
+                        min_orders: int | None = None) -> str:
     conn = await asyncpg.connect(dsn, server_settings={"search_path": SERVICE, "application_name": "coffeetime-report"})
     try:
         if await conn.fetchval("SELECT to_regclass('orders') IS NULL"):
             print(f"the {SERVICE} schema has no tables yet: nothing to rank", file=sys.stderr)
             ranking = evaluation.domain.rank_units([], ctx.weights, ctx.min_orders)
         else:
-            ranking = await evaluation.month_ranking(conn, month, ctx)
+            ranking = await evaluation.month_ranking(conn, month, ctx, min_orders=min_orders)
     finally:
         await conn.close()
     return evaluation.render(ranking, month, ctx, fmt)
@@ -43,14 +44,15 @@ def main(args: argparse.Namespace) -> int:
     if fmt not in evaluation.FORMATS:
         print(f"coffeetime report: format must be one of {', '.join(evaluation.FORMATS)}", file=sys.stderr)
         return 2
+    min_orders = getattr(args, "min_orders", None)
     settings = Settings()
     ctx = context(settings.district_config)
     if settings.database_url:
-        text = asyncio.run(_ranking_text(settings.database_url, month, fmt, ctx))
+        text = asyncio.run(_ranking_text(settings.database_url, month, fmt, ctx, min_orders))
     else:
         from shared.embedded import EmbeddedServers
 
         with EmbeddedServers.from_env() as servers:
-            text = asyncio.run(_ranking_text(servers.database_url, month, fmt, ctx))
+            text = asyncio.run(_ranking_text(servers.database_url, month, fmt, ctx, min_orders))
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0

@@ -244,6 +244,8 @@ class DeadlineWarning(DomainEvent):
     due_at: Rfc3339 = Field(description="When it falls due.")
     level: str = Field(description="warning_75 or warning_1d.")
     targets: list[Person] = Field(default_factory=list, description="Who must hear.")
+    reason: str = Field("", description="Why, in English.")
+    summary: str = Field("", description="The appeal summary.")
 
 
 class AppealEscalated(DomainEvent):

@@ -265,3 +265,29 @@ async def test_a_known_consultation_is_answered_at_once(dispatch, js, rec):
 
 def test_the_seed_file_is_readable():
     assert json.dumps(seed())
+
+
+async def test_a_late_deadline_event_does_not_overwrite_a_newer_one(dispatch, js, db, rec):
+    from shared.contracts import DeadlineSet
+
+    event = registered(TRAFFIC, "交通出行")
+    await register(js, event)
+    order = (await dispatched_to(rec, event.appeal_id))[0]["order_id"]
+    now = datetime.now(timezone.utc)
+    newer = DeadlineSet(event_id=f"esc-{uuid.uuid4().hex}", occurred_at=now, appeal_id=event.appeal_id,
+                        order_id=order, unit_code="traffic_police", clock="handling",
+                        due_at=now + timedelta(days=12))
+    older = newer.model_copy(update={"event_id": f"esc-{uuid.uuid4().hex}", "occurred_at": now - timedelta(minutes=5),
+                                     "due_at": now + timedelta(days=5)})
+    for e in (newer, older):  # the older one arrives last
+        await publish(js, subjects.DEADLINE_SET, e.model_dump(mode="json"), msg_id=e.event_id)
+    await wait_for(lambda: db.fetchval("SELECT due_set_at IS NOT NULL FROM dispatch.orders WHERE order_id=$1", order),
+                   what="deadline recorded")
+
+    async def drained():
+        info = await js.consumer_info("CT_EVENTS", "dispatch-ct_deadline_set")
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await wait_for(drained, what="both deadline events handled")
+    due = await db.fetchval("SELECT due_at FROM dispatch.orders WHERE order_id=$1", order)
+    assert abs((due - newer.due_at).total_seconds()) < 1
