@@ -44,8 +44,8 @@ def register(service: Service, district: District) -> None:
     service.consumers.subscribe(subjects.APPEAL_REGISTERED, registration_handler(service, district))
     service.consumers.subscribe(subjects.IN_ORDER_ALL, unit_action_handler(service, district))
     service.consumers.subscribe(subjects.IN_FEEDBACK, feedback_handler(service, district))
-    service.consumers.subscribe(subjects.DEADLINE_SET, deadline_handler(service))
-    service.consumers.subscribe(subjects.APPEAL_ESCALATED, escalation_handler(service))
+    service.consumers.subscribe(subjects.DEADLINE_SET, order_note_handler(service, note_deadline))
+    service.consumers.subscribe(subjects.APPEAL_ESCALATED, order_note_handler(service, note_escalation))
     service.background.append(close_unrated_appeals(district))
 
 
@@ -220,28 +220,26 @@ def feedback_handler(service: Service, district: District):
 # --- what escalation tells us ---------------------------------------------------------------------
 
 
-def deadline_handler(service: Service):
-    """Keeps each order's deadlines (from escalation) so units see them and lists sort overdue first."""
+def order_note_handler(service: Service, note):
+    """Keeps what escalation tells about an order (``note(conn, event)``) so units see it on their lists."""
 
     async def handle(batch: list[Delivery]) -> None:
         async with service.pool.acquire() as conn, conn.transaction():
             for d in batch:
-                event = json.loads(d.data)
-                await store.record_deadline(conn, event["order_id"], event["clock"],
-                                            datetime.fromisoformat(event["due_at"]),
-                                            datetime.fromisoformat(event["occurred_at"]))
+                await note(conn, json.loads(d.data))
 
     return handle
 
 
-def escalation_handler(service: Service):
-    async def handle(batch: list[Delivery]) -> None:
-        async with service.pool.acquire() as conn, conn.transaction():
-            for d in batch:
-                event = json.loads(d.data)
-                await store.record_escalation(conn, event["order_id"], event["level"])
+async def note_deadline(conn: asyncpg.Connection, event: dict) -> None:
+    """A clock's deadline (``ct.deadline.set``), so lists sort overdue first."""
+    await store.record_deadline(conn, event["order_id"], event["clock"], datetime.fromisoformat(event["due_at"]),
+                                datetime.fromisoformat(event["occurred_at"]))
 
-    return handle
+
+async def note_escalation(conn: asyncpg.Connection, event: dict) -> None:
+    """The ladder step an order reached (``ct.appeal.escalated``)."""
+    await store.record_escalation(conn, event["order_id"], event["level"])
 
 
 def close_unrated_appeals(district: District):
