@@ -28,7 +28,8 @@ from services.escalation.metrics import (
     UNIT_ON_TIME_RATE,
     UNIT_SATISFACTION_RATE,
 )
-from shared import clock
+from shared import clock, outbox
+from shared.contracts import MonthlyList, MonthlyListItem, subjects
 from shared.contracts.common import SHANGHAI
 from shared.service import Service
 
@@ -146,3 +147,48 @@ def gauge_refresher(ctx: Context, period: float = GAUGE_REFRESH_S):
             await asyncio.sleep(period)
 
     return refresh_unit_gauges
+
+
+# --- the monthly list for the supervision office ---------------------------------------------
+
+
+def previous_month(now: datetime | None = None) -> str:
+    """The month before the current one in Asia/Shanghai, ``YYYY-MM``."""
+    first = (now or clock.now()).astimezone(SHANGHAI).replace(day=1)
+    year, month = (first.year, first.month - 1) if first.month > 1 else (first.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+async def publish_monthly_list(service: Service, month: str) -> bool:
+    """Stage ``month``'s list of publicly noticed orders, once; False when done before or empty."""
+    start, end = month_bounds(month)
+    async with service.pool.acquire() as conn, conn.transaction():
+        rows = await store.noticed_in(conn, start, end)
+        if not rows or not await store.first_time(conn, "escalation-monthly-list", [month]):
+            return False
+        event = MonthlyList(
+            event_id=domain.stable_event_id("monthly_list", month), occurred_at=clock.now(), month=month,
+            items=[MonthlyListItem(appeal_id=r["appeal_id"], order_id=r["order_id"], unit_code=r["unit_code"],
+                                   unit=r["unit"] or r["unit_code"], summary=r["summary"] or "", due_at=r["due_at"],
+                                   level=r["level"], noticed_at=r["fired_at"]) for r in rows],
+        )
+        await outbox.put(conn, "escalation", subjects.DEADLINE_MONTHLY_LIST, event)
+    service.wake_outbox()
+    log.info("monthly list published", extra={"month": month, "items": len(rows)})
+    return True
+
+
+def monthly_list_publisher(period: float = 60.0):
+    """The background task publishing last month's list early in each month (idempotent across replicas)."""
+
+    async def publish_monthly_lists(service: Service) -> None:
+        while True:
+            try:
+                await publish_monthly_list(service, previous_month())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - tried again next period
+                log.warning("monthly list not published", extra={"error": repr(exc)})
+            await asyncio.sleep(period)
+
+    return publish_monthly_lists

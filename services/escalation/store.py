@@ -325,3 +325,16 @@ async def open_work_by_unit(conn: asyncpg.Connection, now: datetime) -> list[asy
         """,
         now,
     )
+
+
+async def noticed_in(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[asyncpg.Record]:
+    """Orders reported to the supervision office (通报) in [start, end), oldest first."""
+    return await conn.fetch(
+        """
+        SELECT f.appeal_id, f.order_id, f.unit_code, o.unit, o.summary, f.due_at, f.level, f.fired_at
+        FROM firings f JOIN orders o USING (order_id)
+        WHERE f.level = 'supervision' AND f.fired_at >= $1 AND f.fired_at < $2
+        ORDER BY f.fired_at
+        """,
+        start, end,
+    )

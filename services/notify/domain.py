@@ -8,6 +8,8 @@ never sends a message twice. The channel clients live in ``channels.py``.
 
 from __future__ import annotations
 
+from shared.contracts import subjects
+
 import hashlib
 import logging
 import math
@@ -36,12 +38,8 @@ DEFAULT_RULES_PATH = Path(__file__).with_name("rules.yaml")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ELLIPSIS = "…"
 
-MONTHLY_LIST_SUBJECT = "ct.deadline.monthly_list"
-"""The monthly list for the supervision office (produced by escalation's monthly evaluation).
-
-Payload: ``event_id``, ``occurred_at``, ``month`` (``YYYY-MM``), ``items``: a list of
-``{appeal_id, unit, enterprise?, summary?, due_at?, overdue_seconds?, level?}``.
-"""
+MONTHLY_LIST_SUBJECT = subjects.DEADLINE_MONTHLY_LIST
+"""The monthly list for the supervision office (``shared.contracts.events.MonthlyList``, from escalation)."""
 
 ChannelName = Literal["sms", "email", "wecom"]
 Lang = Literal["zh", "en"]

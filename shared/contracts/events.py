@@ -265,6 +265,29 @@ class AppealEscalated(DomainEvent):
     summary: str = Field("", description="The appeal summary.")
 
 
+class MonthlyListItem(Message):
+    appeal_id: str = Field(description="The appeal.")
+    order_id: str = Field(description="The work order.")
+    unit_code: str = Field(description="The unit.")
+    unit: str = Field(description="The unit's name.")
+    summary: str = Field("", description="The appeal summary.")
+    due_at: Rfc3339 | None = Field(None, description="The missed deadline.")
+    level: str = Field(description="The highest step reached (supervision: publicly noticed).")
+    noticed_at: Rfc3339 = Field(description="When it was reported to the supervision office.")
+
+
+class MonthlyList(Message):
+    """`ct.deadline.monthly_list`: the month's publicly noticed (通报) orders, for the supervision office.
+
+    Published once per month, early in the next month; a month without any is not published.
+    """
+
+    event_id: str = Field("", description="Unique id of this event; also its `Nats-Msg-Id`.")
+    occurred_at: Rfc3339 = Field(description="When it was compiled.")
+    month: str = Field(description="YYYY-MM.")
+    items: list[MonthlyListItem] = Field(description="The orders reported to the supervision office that month.")
+
+
 # --- notify ---------------------------------------------------------------------
 
 

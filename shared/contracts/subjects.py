@@ -43,6 +43,7 @@ ORDER_ESCALATION_REQUESTED = "ct.order.escalation_requested"
 ORDER_REJECTED = "ct.order.rejected"
 DEADLINE_SET = "ct.deadline.set"
 DEADLINE_WARNING = "ct.deadline.warning"
+DEADLINE_MONTHLY_LIST = "ct.deadline.monthly_list"
 NOTIFY_DELIVERED = "ct.notify.delivered"
 NOTIFY_FAILED = "ct.notify.failed"
 
@@ -120,6 +121,7 @@ EVENTS: dict[str, type] = {
     ORDER_REJECTED: ev.OrderRejected,
     DEADLINE_SET: ev.DeadlineSet,
     DEADLINE_WARNING: ev.DeadlineWarning,
+    DEADLINE_MONTHLY_LIST: ev.MonthlyList,
     NOTIFY_DELIVERED: ev.NotificationDelivered,
     NOTIFY_FAILED: ev.NotificationFailed,
 }

@@ -679,3 +679,26 @@ async def test_the_monthly_report_counts_rates_and_ranks_the_units(escalation, s
 
 async def _all_handled(db, keys: list[str]) -> bool:
     return await db.fetchval("SELECT count(*) FROM escalation.inbox WHERE key = ANY($1::text[])", keys) == len(keys)
+
+
+async def test_the_supervision_office_gets_one_monthly_list_of_the_months_public_notices(escalation, frozen, js,
+                                                                                          recorder):
+    from services.escalation.evaluation import publish_monthly_list
+
+    # a month no other test touches
+    appeal = new_appeal()
+    order = f"{appeal}-01"
+    frozen.set(at(2031, 3, 20, 10, 0))
+    await send(js, subjects.ORDER_DISPATCHED,
+               dispatched(appeal, order, received_at=at(2031, 2, 3, 10, 0), occurred_at=at(2031, 3, 20, 10, 0)))
+    await wait_for(lambda: step_events(recorder, order, "supervision"), what="the public notice")
+
+    frozen.set(at(2031, 4, 1, 9, 0))
+    await publish_monthly_list(escalation, "2031-03")
+    assert await publish_monthly_list(escalation, "2031-03") is False  # once per month, whatever the replica
+    lists = await wait_for(lambda: [b for b in recorder.on(subjects.DEADLINE_MONTHLY_LIST) if b["month"] == "2031-03"],
+                           what="the monthly list")
+    assert len(lists) == 1
+    # (orders of earlier tests in the shared stream may be noticed in that month too)
+    mine = [i for i in lists[0]["items"] if i["order_id"] == order]
+    assert len(mine) == 1 and mine[0]["level"] == "supervision" and mine[0]["unit_code"] == UNIT
