@@ -8,15 +8,24 @@ from functools import lru_cache
 from pathlib import Path
 
 
+PACKAGED = Path(__file__).with_name("data") / "seed_cases.json"
+"""A copy shipped with the package, for a checkout without the programme's shared folder beside it."""
+
+
 def shared_dir() -> Path:
     """The project's shared folder: ``$COFFEETIME_SHARED``, else ``shared/`` beside the repository."""
     return Path(os.environ.get("COFFEETIME_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 
+def seed_path() -> Path:
+    """``domain/seed_cases.json`` of the shared folder, else the packaged copy."""
+    path = shared_dir() / "domain" / "seed_cases.json"
+    return path if path.exists() else PACKAGED
+
+
 @lru_cache(maxsize=1)
 def seed() -> dict:
-    path = shared_dir() / "domain" / "seed_cases.json"
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(seed_path().read_text(encoding="utf-8"))
 
 
 def case(key: str) -> dict:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 from functools import cache
-from pathlib import Path
 
 import pytest
 
@@ -17,20 +14,7 @@ from services.dispatch.domain import (
 )
 from shared.contracts.common import AppealKind
 from shared.district import District, load_district
-
-
-def shared_dir() -> Path:
-    """The project's shared folder: $COFFEETIME_SHARED, else the folder beside the repository."""
-    return Path(os.environ.get("COFFEETIME_SHARED") or Path(__file__).parents[3] / "shared")
-
-
-@cache
-def seed() -> dict:
-    return json.loads((shared_dir() / "domain" / "seed_cases.json").read_text(encoding="utf-8"))
-
-
-def case(key: str) -> dict:
-    return next(c for c in seed()["cases"] if c["key"] == key)
+from shared.seed import case, seed
 
 
 @cache
