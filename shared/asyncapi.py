@@ -66,7 +66,6 @@ _APPEAL_EVENT_PRODUCERS: dict[str, str] = {
     sj.APPEAL_QUEUED: "dispatch",
     sj.APPEAL_CLOSED: "dispatch",
     sj.APPEAL_REOPENED: "dispatch",
-    sj.APPEAL_RATED: "dispatch",
     sj.APPEAL_ESCALATED: "escalation",
 }
 _NAMESPACE_PRODUCERS: dict[str, str] = {"ct.order.": "dispatch", "ct.deadline.": "escalation", "ct.notify.": "notify"}

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from shared import clock
 
@@ -127,8 +127,14 @@ Rfc3339 = Annotated[datetime, BeforeValidator(_rfc3339)]
 ReceivedTime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_not_in_future)]
 """An RFC 3339 time that is not more than 5 minutes in the future (clock skew allowed)."""
 
-Uscc = Annotated[str, AfterValidator(validate_uscc)]
-Phone = Annotated[str, AfterValidator(normalize_phone)]
+Uscc = Annotated[str, AfterValidator(validate_uscc), WithJsonSchema({
+    "type": "string", "pattern": "^[0-9A-HJ-NPQRTUWXYa-hj-npqrtuwxy]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXYa-hj-npqrtuwxy]{10}$",
+    "description": "18-character unified social credit code; the last character is the GB 32100-2015 check character.",
+    "examples": ["914403001922038216"]})]
+Phone = Annotated[str, AfterValidator(normalize_phone), WithJsonSchema({
+    "type": "string", "description": "Mainland mobile (13812345678, +86 allowed), landline with area code "
+    "(028-85551234, extension after a hyphen) or 400/800 number; normalised on receipt.",
+    "examples": ["13812345678", "028-85551234"]})]
 Content = Annotated[str, Field(min_length=1, max_length=5000), AfterValidator(lambda s: _not_blank(s))]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 SourceId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]

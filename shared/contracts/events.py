@@ -207,13 +207,6 @@ class AppealReopened(DomainEvent):
     comment: str | None = Field(None, description="The enterprise's comment.")
 
 
-class AppealRated(DomainEvent):
-    """`ct.appeal.rated`: the enterprise's rating was recorded."""
-
-    rating: Rating = Field(description="The rating.")
-    via: str | None = Field(None, description="How it came.")
-
-
 # --- escalation -------------------------------------------------------------------
 
 Clock = Literal["sign_for", "handling"]

@@ -28,7 +28,6 @@ APPEAL_MERGED = "ct.appeal.merged"
 APPEAL_QUEUED = "ct.appeal.queued"
 APPEAL_CLOSED = "ct.appeal.closed"
 APPEAL_REOPENED = "ct.appeal.reopened"
-APPEAL_RATED = "ct.appeal.rated"
 APPEAL_ESCALATED = "ct.appeal.escalated"
 ORDER_DISPATCHED = "ct.order.dispatched"
 ORDER_SIGNED = "ct.order.signed"
@@ -106,7 +105,6 @@ EVENTS: dict[str, type] = {
     APPEAL_QUEUED: ev.AppealQueued,
     APPEAL_CLOSED: ev.AppealClosed,
     APPEAL_REOPENED: ev.AppealReopened,
-    APPEAL_RATED: ev.AppealRated,
     APPEAL_ESCALATED: ev.AppealEscalated,
     ORDER_DISPATCHED: ev.OrderDispatched,
     ORDER_SIGNED: ev.OrderSigned,
