@@ -209,7 +209,13 @@ class ConsumerGroup:
             task = asyncio.create_task(self._handle(sub, [Delivery.of(m) for m in msgs]))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
-            await asyncio.shield(task)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. the dead-letter publish failed: never stop consuming
+                log.error("batch handling failed; its unacked messages will be redelivered",
+                          extra={"consumer": sub.durable, "error": repr(exc)})
 
     async def _handle(self, sub: Subscription, batch: list[Delivery]) -> None:
         started = time.perf_counter()
