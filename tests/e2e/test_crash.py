@@ -8,10 +8,13 @@ import subprocess
 import sys
 import uuid
 
+import asyncpg
+import nats
 import pytest
 
+from shared.bus import ensure_streams
 from shared.contracts import subjects
-from shared.embedded import free_port
+from shared.embedded import EmbeddedServers, free_port
 from tests.integration.test_intake import a_call
 from tests.support import Recorder, publish, wait_for
 
@@ -25,7 +28,21 @@ def start_intake(servers) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-async def test_intake_killed_mid_stream_registers_every_call_exactly_once_after_restart(servers, nc, js, db):
+@pytest.fixture
+async def own_servers():
+    """Servers of its own: 600 appeals in the shared stream would weigh on every later test."""
+    with EmbeddedServers() as emb:
+        nc = await nats.connect(emb.nats_url)
+        await ensure_streams(nc.jetstream())
+        db = await asyncpg.connect(emb.database_url)
+        yield emb.env(), nc, db
+        await db.close()
+        await nc.close()
+
+
+async def test_intake_killed_mid_stream_registers_every_call_exactly_once_after_restart(own_servers):
+    servers, nc, db = own_servers
+    js = nc.jetstream()
     rec = await Recorder(nc).watch(subjects.APPEAL_REGISTERED)
     tag = uuid.uuid4().hex[:8]
     calls = [a_call(call_id=f"K-{tag}-{i:04d}") for i in range(600)]
