@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     outbox_relay: bool = Field(True, description="Relay this process's outbox to NATS (off: another replica relays).")
     outbox_batch: int = Field(500, description="Outbox rows relayed per round.")
     rating_wait_days: float = Field(7.0, description="Days a reply waits for the enterprise's rating before the appeal closes as not rated.")
-    scan_interval_s: float = Field(1.0, description="Escalation scanner period.")
+    scan_interval_s: float = Field(0.25, description="Escalation scanner period.")
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

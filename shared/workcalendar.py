@@ -129,6 +129,7 @@ class WorkCalendar:
         self.working_hours = periods
         self.close_of_business = close_of_business
         self.tz = tz
+        self._working: dict[date, bool] = {}  # a memo of fixed answers, not state
 
     def __repr__(self) -> str:
         hours = ", ".join(f"{s:%H:%M}-{e:%H:%M}" for s, e in self.working_hours)
@@ -154,6 +155,13 @@ class WorkCalendar:
         calendar does not know — Monday to Friday, logged and counted.
         """
         day = self._day(d)
+        known = self._working.get(day)
+        if known is None:
+            # cached per day: chinese_calendar re-validates its whole table on every call (~24 µs)
+            known = self._working[day] = self._decide(day)
+        return known
+
+    def _decide(self, day: date) -> bool:
         override = self.overrides.get(day)
         if override is not None:
             return override

@@ -44,8 +44,8 @@ def register(service: Service, district: District) -> None:
     service.consumers.subscribe(subjects.APPEAL_REGISTERED, registration_handler(service, district))
     service.consumers.subscribe(subjects.IN_ORDER_ALL, unit_action_handler(service, district))
     service.consumers.subscribe(subjects.IN_FEEDBACK, feedback_handler(service, district))
-    service.consumers.subscribe(subjects.DEADLINE_SET, order_note_handler(service, note_deadline))
-    service.consumers.subscribe(subjects.APPEAL_ESCALATED, order_note_handler(service, note_escalation))
+    service.consumers.subscribe(subjects.DEADLINE_SET, order_note_handler(service, note_deadlines))
+    service.consumers.subscribe(subjects.APPEAL_ESCALATED, order_note_handler(service, note_escalations))
     service.background.append(close_unrated_appeals(district))
 
 
@@ -221,25 +221,25 @@ def feedback_handler(service: Service, district: District):
 
 
 def order_note_handler(service: Service, note):
-    """Keeps what escalation tells about an order (``note(conn, event)``) so units see it on their lists."""
+    """Keeps what escalation tells about orders (``note(conn, events)``) so units see it on their lists."""
 
     async def handle(batch: list[Delivery]) -> None:
         async with service.pool.acquire() as conn, conn.transaction():
-            for d in batch:
-                await note(conn, json.loads(d.data))
+            await note(conn, [json.loads(d.data) for d in batch])
 
     return handle
 
 
-async def note_deadline(conn: asyncpg.Connection, event: dict) -> None:
-    """A clock's deadline (``ct.deadline.set``), so lists sort overdue first."""
-    await store.record_deadline(conn, event["order_id"], event["clock"], datetime.fromisoformat(event["due_at"]),
-                                datetime.fromisoformat(event["occurred_at"]))
+async def note_deadlines(conn: asyncpg.Connection, events: list[dict]) -> None:
+    """Clocks' deadlines (``ct.deadline.set``), so lists sort overdue first."""
+    await store.record_deadlines(conn, [
+        (e["order_id"], e["clock"], datetime.fromisoformat(e["due_at"]), datetime.fromisoformat(e["occurred_at"]))
+        for e in events])
 
 
-async def note_escalation(conn: asyncpg.Connection, event: dict) -> None:
-    """The ladder step an order reached (``ct.appeal.escalated``)."""
-    await store.record_escalation(conn, event["order_id"], event["level"])
+async def note_escalations(conn: asyncpg.Connection, events: list[dict]) -> None:
+    """The ladder step each order reached (``ct.appeal.escalated``)."""
+    await store.record_escalations(conn, [(e["order_id"], e["level"]) for e in events])
 
 
 def close_unrated_appeals(district: District):

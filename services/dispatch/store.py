@@ -136,18 +136,25 @@ async def first_time(conn: asyncpg.Connection, consumer: str, key: str) -> bool:
     ) is True
 
 
-async def record_deadline(conn: asyncpg.Connection, order_id: str, clock: str, due_at: datetime,
-                          set_at: datetime) -> None:
-    """Keep a clock's deadline unless a newer ``ct.deadline.set`` was applied already."""
-    column = "sign_due_at" if clock == "sign_for" else "due_at"
-    await conn.execute(
-        f"UPDATE orders SET {column} = $2, {column[:-3]}_set_at = $3 "
-        f"WHERE order_id = $1 AND ({column[:-3]}_set_at IS NULL OR {column[:-3]}_set_at <= $3)",
-        order_id, due_at, set_at)
+async def record_deadlines(conn: asyncpg.Connection, deadlines: list[tuple[str, str, datetime, datetime]]) -> None:
+    """(order_id, clock, due_at, set_at) from ``ct.deadline.set``: each kept unless a newer one was applied."""
+    for clock, column in (("sign_for", "sign_due"), ("handling", "due")):
+        latest: dict[str, tuple[datetime, datetime]] = {}
+        for order_id, c, due_at, set_at in deadlines:
+            if c == clock and (order_id not in latest or latest[order_id][1] <= set_at):
+                latest[order_id] = (due_at, set_at)
+        if latest:
+            await conn.execute(
+                f"UPDATE orders o SET {column}_at = v.due_at, {column}_set_at = v.set_at "
+                "FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS v(order_id, due_at, set_at) "
+                f"WHERE o.order_id = v.order_id AND (o.{column}_set_at IS NULL OR o.{column}_set_at <= v.set_at)",
+                list(latest), [v[0] for v in latest.values()], [v[1] for v in latest.values()],
+            )
 
 
-async def record_escalation(conn: asyncpg.Connection, order_id: str, level: str) -> None:
-    await conn.execute("UPDATE orders SET escalation_level = $2 WHERE order_id = $1", order_id, level)
+async def record_escalations(conn: asyncpg.Connection, levels: list[tuple[str, str]]) -> None:
+    """(order_id, level) from ``ct.appeal.escalated``: the step each order reached."""
+    await conn.executemany("UPDATE orders SET escalation_level = $2 WHERE order_id = $1", levels)
 
 
 async def list_orders(conn: asyncpg.Connection, unit_code: str | None, status: str | None, now: datetime,

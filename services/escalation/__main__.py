@@ -19,7 +19,7 @@ def create_service(settings: Settings) -> Service:
     handlers.register(service, ctx)
     service.background.append(DeadlineScanner(ctx, interval=settings.scan_interval_s).run)
     service.background.append(evaluation.gauge_refresher(ctx))
-    service.background.append(evaluation.monthly_list_publisher(settings.scan_interval_s * 60))
+    service.background.append(evaluation.monthly_list_publisher())
     api.register(service, ctx)
     return service
 

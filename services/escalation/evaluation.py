@@ -163,6 +163,8 @@ async def publish_monthly_list(service: Service, month: str) -> bool:
     """Stage ``month``'s list of publicly noticed orders, once; False when done before or empty."""
     start, end = month_bounds(month)
     async with service.pool.acquire() as conn, conn.transaction():
+        if await store.seen_before(conn, "escalation-monthly-list", month):
+            return False
         rows = await store.noticed_in(conn, start, end)
         if not rows or not await store.first_time(conn, "escalation-monthly-list", [month]):
             return False
@@ -178,7 +180,7 @@ async def publish_monthly_list(service: Service, month: str) -> bool:
     return True
 
 
-def monthly_list_publisher(period: float = 60.0):
+def monthly_list_publisher(period: float = 300.0):
     """The background task publishing last month's list early in each month (idempotent across replicas)."""
 
     async def publish_monthly_lists(service: Service) -> None:

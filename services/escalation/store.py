@@ -38,6 +38,11 @@ async def lock_appeals(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> N
         )
 
 
+async def seen_before(conn: asyncpg.Connection, consumer: str, key: str) -> bool:
+    """Whether ``key`` was recorded as handled by ``consumer`` (without recording it)."""
+    return bool(await conn.fetchval("SELECT true FROM inbox WHERE consumer = $1 AND key = $2", consumer, key))
+
+
 async def first_time(conn: asyncpg.Connection, consumer: str, keys: Sequence[str]) -> set[str]:
     """Record ``keys`` as handled by ``consumer``; returns those not seen before."""
     if not keys:
