@@ -86,6 +86,8 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # cleared before the round: a commit during the round wakes the next one at once
+            self._wake.clear()
             try:
                 n = await self.relay_once()
             except asyncio.CancelledError:
@@ -96,7 +98,6 @@ class OutboxRelay:
                 await asyncio.sleep(0.5)
             if n >= self.batch:
                 continue  # more waiting: no pause
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             except asyncio.TimeoutError:

@@ -291,3 +291,16 @@ async def test_a_late_deadline_event_does_not_overwrite_a_newer_one(dispatch, js
     await wait_for(drained, what="both deadline events handled")
     due = await db.fetchval("SELECT due_at FROM dispatch.orders WHERE order_id=$1", order)
     assert abs((due - newer.due_at).total_seconds()) < 1
+
+
+async def test_a_reply_nobody_rates_in_time_closes_the_appeal_as_not_rated(servers, js, rec):
+    async with running(create_dispatch, servers, rating_wait_days=1 / 86400):  # one second
+        event = registered(TRAFFIC, "交通出行")
+        await register(js, event)
+        order = (await dispatched_to(rec, event.appeal_id))[0]["order_id"]
+        await do(js, "traffic_police", "sign", order)
+        await do(js, "traffic_police", "reply", order, reply="已处理", resolved=True)
+        closed = await wait_for(lambda: rec.on(subjects.APPEAL_CLOSED, appeal_id=event.appeal_id), timeout=15,
+                                what="closed unrated")
+    assert closed[0]["outcome"] == "not_rated" and closed[0]["actor"] == "system"
+    assert len(rec.on(subjects.APPEAL_CLOSED, appeal_id=event.appeal_id)) == 1
