@@ -6,6 +6,11 @@ on failure, saying whether a retry may help. A message is anything with
 :class:`~services.notify.domain.PlannedNotification` or an :class:`OutboundMessage`).
 The notification id travels with the message (the SMS gateway's ``id``, the
 e-mail's ``Message-ID``), so a retry after a lost answer is harmless downstream.
+
+The delivery workers send a round of messages at once with
+:meth:`Channels.send_round`, which fills in one :class:`Attempt` per message: the
+HTTP clients a bounded number at a time, the SMTP mailer over one session in one
+worker thread (composing there too, off the event loop).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import random
 import smtplib
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -74,6 +81,25 @@ class Channel(Protocol):
     async def send(self, message: Outbound) -> None: ...
 
 
+@dataclass(eq=False)
+class Attempt:
+    """One message's attempt within a delivery round, filled in as the round goes.
+
+    ``started`` is set once the message is handed to its channel (it may have
+    arrived from then on); ``done`` once its outcome is known: ``error`` is ``None``
+    when the channel accepted it. A round cut short leaves some attempts unstarted.
+    """
+
+    message: Outbound
+    started: bool = False
+    done: bool = False
+    error: DeliveryError | None = None
+    seconds: float = 0.0
+
+    def finish(self, error: DeliveryError | None, seconds: float) -> None:
+        self.error, self.seconds, self.done = error, seconds, True
+
+
 def _http_status_error(status: int, what: str) -> DeliveryError:
     # 408 request timeout and 429 too many requests are worth another try; other 4xx are not
     retryable = status >= 500 or status in (408, 429)
@@ -123,6 +149,9 @@ class SmsGateway:
 class SmtpMailer:
     """E-mail over SMTP (stdlib ``smtplib`` in a worker thread), UTF-8 subject and body.
 
+    A delivery round's mails are composed and sent in one worker thread over one
+    SMTP session (:meth:`send_round`); :meth:`send` is a round of one.
+
     ``timeout`` bounds every socket operation. The notification id becomes the
     ``Message-ID``, so a retried mail can be recognised as the same one. SMTP 4xx
     answers and connection failures are retryable; 5xx answers are not.
@@ -160,36 +189,163 @@ class SmtpMailer:
         mail.set_content(message.text, charset="utf-8")
         return mail
 
-    def _send_blocking(self, mail: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+    def _connect(self) -> smtplib.SMTP:
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
             if self.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if self.username:
                 smtp.login(self.username, self.password or "")
-            smtp.send_message(mail)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    @staticmethod
+    def _error(exc: BaseException) -> DeliveryError:
+        """What an exception of composing or sending one mail means for its delivery."""
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            codes = [code for code, _ in exc.recipients.values()]
+            return DeliveryError(f"SMTP refused the recipient ({codes})", retryable=all(400 <= c < 500 for c in codes),
+                                 status=codes[0] if codes else None)
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return DeliveryError(f"SMTP answered {exc.smtp_code}", retryable=400 <= exc.smtp_code < 500,
+                                 status=exc.smtp_code)
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return DeliveryError(f"SMTP server lacks a needed extension: {exc}", retryable=False)
+        if isinstance(exc, (smtplib.SMTPException, OSError, socket.timeout)):
+            return DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}", retryable=True)
+        if isinstance(exc, ValueError):  # a header the e-mail library refuses, e.g. a line break in the address
+            return DeliveryError(f"cannot compose the e-mail: {exc}", retryable=False)
+        return DeliveryError(f"SMTP client fault: {type(exc).__name__}: {exc}", retryable=True)
+
+    def _send_round_blocking(self, attempts: Sequence[Attempt], abandon: threading.Event, lock: threading.Lock,
+                             tick: Callable[[], None]) -> None:
+        """In a worker thread: compose and send the round's mails over one SMTP session.
+
+        A mail refused by the server leaves the session usable (smtplib resets it); a
+        broken session is closed and the next mail opens another. When connecting
+        fails, every mail not sent yet gets that error (the server is down: one try
+        per round). Stops starting mails once ``abandon`` is set; from then on writes
+        no outcome (the event loop has given the round up).
+        """
+        smtp: smtplib.SMTP | None = None
+        try:
+            for i, attempt in enumerate(attempts):
+                with lock:
+                    if abandon.is_set():
+                        return
+                    attempt.started = True
+                started = time.perf_counter()
+                error: DeliveryError | None = None
+                try:
+                    mail = self.compose(attempt.message)
+                except Exception as exc:  # noqa: BLE001 - this mail cannot be composed; the session stays
+                    error = self._error(exc)
+                else:
+                    if smtp is None:
+                        try:
+                            smtp = self._connect()
+                        except Exception as exc:  # noqa: BLE001 - the server is unreachable for this round
+                            error = self._error(exc)
+                            with lock:
+                                if abandon.is_set():
+                                    return
+                                for rest in attempts[i:]:
+                                    rest.started = True
+                                    rest.finish(error, time.perf_counter() - started)
+                            tick()
+                            return
+                    try:
+                        smtp.send_message(mail)
+                    except Exception as exc:  # noqa: BLE001 - classified; the session is kept only if still sound
+                        error = self._error(exc)
+                        sound = (isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException))
+                                 and getattr(smtp, "sock", None) is not None)
+                        if not sound:
+                            smtp.close()
+                            smtp = None
+                with lock:
+                    if abandon.is_set():
+                        return
+                    attempt.finish(error, time.perf_counter() - started)
+                tick()
+        finally:
+            if smtp is not None:
+                try:
+                    smtp.quit()
+                except Exception:  # noqa: BLE001 - every mail of the round is accepted already
+                    smtp.close()
+
+    async def send_round(self, attempts: Sequence[Attempt], stall_timeout: float) -> None:
+        """Send a round's mails over one SMTP session in one worker thread.
+
+        Gives up the round when no mail completes for ``stall_timeout`` seconds: the
+        mail in flight counts as timed out (retryable); the others stay unstarted.
+        """
+        if not attempts:
+            return
+        loop = asyncio.get_running_loop()
+        progress = asyncio.Event()
+        abandon = threading.Event()
+        lock = threading.Lock()
+
+        def tick() -> None:
+            try:
+                loop.call_soon_threadsafe(progress.set)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+        worker = asyncio.ensure_future(asyncio.to_thread(self._send_round_blocking, attempts, abandon, lock, tick))
+        try:
+            while not worker.done():
+                progress.clear()
+                waiter = asyncio.ensure_future(progress.wait())
+                try:
+                    done, _ = await asyncio.wait({worker, waiter}, timeout=stall_timeout,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                if not done:
+                    with lock:
+                        abandon.set()
+                        for attempt in attempts:
+                            if attempt.started and not attempt.done:
+                                attempt.finish(DeliveryError(f"SMTP timed out after {stall_timeout:g} s",
+                                                             retryable=True), stall_timeout)
+                    break
+        except asyncio.CancelledError:
+            with lock:
+                abandon.set()
+            raise
+        if worker.done() and not worker.cancelled() and worker.exception() is not None:
+            exc = worker.exception()
+            log.error("SMTP round failed unexpectedly", exc_info=exc)
+            with lock:
+                abandon.set()
+                for attempt in attempts:
+                    if attempt.started and not attempt.done:
+                        attempt.finish(DeliveryError(f"SMTP client fault: {exc!r}", retryable=True), 0.0)
+        for attempt in attempts:
+            if attempt.done:
+                self._log(attempt)
+
+    def _log(self, attempt: Attempt) -> None:
+        nid = attempt.message.notification_id
+        to = mask_address("email", attempt.message.address)
+        if attempt.error is None:
+            log.info("email %s to %s accepted", nid, to, extra={"notification_id": nid})
+        else:
+            log.warning("email %s to %s failed: %s", nid, to, attempt.error.reason,
+                        extra={"notification_id": nid, "retryable": attempt.error.retryable})
 
     async def send(self, message: Outbound) -> None:
-        to = mask_address("email", message.address)
-        try:
-            await asyncio.to_thread(self._send_blocking, self.compose(message))
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            error = DeliveryError(f"SMTP refused the recipient ({codes})", retryable=all(400 <= c < 500 for c in codes),
-                                  status=codes[0] if codes else None)
-        except smtplib.SMTPResponseException as exc:
-            error = DeliveryError(f"SMTP answered {exc.smtp_code}", retryable=400 <= exc.smtp_code < 500, status=exc.smtp_code)
-        except smtplib.SMTPNotSupportedError as exc:
-            error = DeliveryError(f"SMTP server lacks a needed extension: {exc}", retryable=False)
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
-            error = DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}", retryable=True)
-        except ValueError as exc:  # a header the e-mail library refuses, e.g. a line break in the address
-            error = DeliveryError(f"cannot compose the e-mail: {exc}", retryable=False)
-        else:
-            log.info("email %s to %s accepted", message.notification_id, to, extra={"notification_id": message.notification_id})
-            return
-        log.warning("email %s to %s failed: %s", message.notification_id, to, error.reason,
-                    extra={"notification_id": message.notification_id, "retryable": error.retryable})
-        raise error
+        attempt = Attempt(message)
+        await self.send_round([attempt], stall_timeout=self.timeout * 1.5)
+        if not attempt.done:
+            raise DeliveryError("SMTP round given up before this mail was sent", retryable=True)
+        if attempt.error is not None:
+            raise attempt.error
 
 
 def _fit_bytes(text: str, limit: int) -> str:
@@ -264,6 +420,52 @@ class Channels:
         if client is None:
             raise DeliveryError(f"no client configured for channel {channel!r}", retryable=False)
         await client.send(notification)
+
+    async def send_round(self, channel: str, attempts: Sequence[Attempt], *, concurrency: int,
+                         attempt_timeout: float) -> None:
+        """Send a round of one channel's messages, filling in each :class:`Attempt`.
+
+        A client with a ``send_round`` of its own (SMTP: one session per round) sends
+        the round itself; the others send up to ``concurrency`` messages at a time
+        (kept near the HTTP pool's size), each attempt bounded by ``attempt_timeout``.
+        """
+        client = self.clients.get(channel)
+        if client is None:
+            for attempt in attempts:
+                attempt.started = True
+                attempt.finish(DeliveryError(f"no client configured for channel {channel!r}", retryable=False), 0.0)
+            return
+        own_round = getattr(client, "send_round", None)
+        if own_round is not None:
+            await own_round(attempts, attempt_timeout)
+            return
+        queue = iter(attempts)
+
+        async def sender() -> None:  # one of ``concurrency``: sends the next message until none is left
+            for attempt in queue:
+                attempt.started = True
+                started = time.perf_counter()
+                error: DeliveryError | None = None
+                try:
+                    async with asyncio.timeout(attempt_timeout):
+                        await client.send(attempt.message)
+                except DeliveryError as exc:
+                    error = exc
+                except TimeoutError:
+                    error = DeliveryError(f"{channel} timed out after {attempt_timeout:g} s", retryable=True)
+                except Exception as exc:  # noqa: BLE001 - a client fault: bounded by max_attempts like any retryable error
+                    log.exception("channel client raised unexpectedly",
+                                  extra={"channel": channel, "notification_id": attempt.message.notification_id})
+                    error = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
+                attempt.finish(error, time.perf_counter() - started)
+
+        senders = [asyncio.ensure_future(sender()) for _ in range(max(1, min(concurrency, len(attempts))))]
+        try:
+            await asyncio.gather(*senders)
+        except BaseException:
+            for task in senders:
+                task.cancel()
+            raise
 
 
 async def send_with_retries(

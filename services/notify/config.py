@@ -1,8 +1,9 @@
-"""Notify's per-process context: the rules, the district, one HTTP client and the channel clients.
+"""Notify's per-process context: the rules, the district, the HTTP clients and the channel clients.
 
 Built once at start-up from :class:`~shared.settings.Settings`; a bad rules file or
-district file stops the service naming the field. The HTTP client (SMS gateway and
-WeCom robots share its connection pool) is closed when the service stops.
+district file stops the service naming the field. The SMS gateway and the WeCom
+robots each have an HTTP client of their own, its pool sized to the channel's
+delivery concurrency; both are closed when the service stops.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from shared.settings import Settings
 log = logging.getLogger("coffeetime.notify")
 
 CHANNELS: tuple[str, ...] = ("sms", "email", "wecom")
+HTTP_CHANNELS: tuple[str, ...] = ("sms", "wecom")
+
+HTTP_CONCURRENCY = 16
+"""Requests one HTTP channel's delivery worker has in flight at once, and the size of that channel's own
+connection pool (all kept alive). Requests never queue for a connection, and the pool stays small: httpcore
+looks at every pooled connection (a readability check each, and a quadratic count of the idle ones) whenever
+a request starts or ends. A channel of its own pool never waits for connections another channel holds."""
 
 NO_GATEWAY = "未配置短信网关 / no SMS gateway configured (set SMS_GATEWAY_URL)"
 
@@ -34,7 +42,8 @@ class Context:
     settings: Settings
     rules: NotifyRules
     district: District
-    http: httpx.AsyncClient
+    http: dict[str, httpx.AsyncClient]
+    """The HTTP client of each HTTP channel (``sms``, ``wecom``)."""
     channels: Channels
     wake_events: dict[str, asyncio.Event] = field(default_factory=lambda: {c: asyncio.Event() for c in CHANNELS})
 
@@ -60,9 +69,10 @@ def build_context(settings: Settings, *, rules: NotifyRules | None = None,
     rules = rules or rules_for(settings)
     district = district or load_district(settings.district_config)
     timeout = rules.delivery.timeout_seconds
-    http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+    limits = httpx.Limits(max_connections=HTTP_CONCURRENCY, max_keepalive_connections=HTTP_CONCURRENCY)
+    http = {channel: httpx.AsyncClient(timeout=timeout, limits=limits) for channel in HTTP_CHANNELS}
     if settings.sms_gateway_url:
-        sms = SmsGateway(settings.sms_gateway_url, http, timeout=timeout)
+        sms = SmsGateway(settings.sms_gateway_url, http["sms"], timeout=timeout)
     else:
         # fail fast and visibly: every SMS ends as ct.notify.failed with this reason
         log.warning("SMS_GATEWAY_URL is not set: every SMS will fail with %r", NO_GATEWAY)
@@ -70,18 +80,19 @@ def build_context(settings: Settings, *, rules: NotifyRules | None = None,
     channels = Channels({
         "sms": sms,
         "email": SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender, timeout=timeout),
-        "wecom": WeComWebhook(http, timeout=timeout),
+        "wecom": WeComWebhook(http["wecom"], timeout=timeout),
     })
     return Context(settings=settings, rules=rules, district=district, http=http, channels=channels)
 
 
 def http_client_closer(ctx: Context):
-    """A background task that holds the HTTP client open while the service runs and closes it at stop."""
+    """A background task that holds the HTTP clients open while the service runs and closes them at stop."""
 
     async def close_http_client_at_stop(service) -> None:  # noqa: ARG001 - the background task signature
         try:
             await asyncio.Event().wait()
         finally:
-            await ctx.http.aclose()
+            for client in ctx.http.values():
+                await client.aclose()
 
     return close_http_client_at_stop

@@ -6,30 +6,35 @@ Each worker is a background task of every replica. A round:
    and ``not_before`` passed) with ``FOR UPDATE SKIP LOCKED`` in one short
    transaction, taking a lease of twice the channel timeout and bumping the row's
    claim counter (the fencing token);
-2. sends them concurrently, outside any transaction, each under its stable
-   notification id (the SMS gateway's ``id``, the e-mail's ``Message-ID``);
-3. records each outcome in its own short transaction, only if the claim still
-   holds: the attempt in ``delivery_attempts``; delivered → ``ct.notify.delivered``
-   in the outbox; a retryable error → another attempt after back-off with jitter;
+2. sends them outside any transaction, each under its stable notification id (the
+   SMS gateway's ``id``, the e-mail's ``Message-ID``): the HTTP channels up to
+   ``concurrency`` at a time (the size of the channel's own HTTP pool), e-mail
+   over one SMTP session in one worker thread. While a round runs longer than half
+   its lease (a slow channel), the lease of its rows is extended;
+3. records every outcome of the round in ONE transaction, each only if its claim
+   still holds: one update of the notifications, one insert of the attempts into
+   ``delivery_attempts``, the ``ct.notify.delivered`` / ``ct.notify.failed`` events
+   into the outbox; a retryable error → another attempt after back-off with jitter;
    a final error or the last attempt → ``ct.notify.failed``.
 
 A worker that dies mid-send leaves the lease to run out; the next claim (of any
 replica) sends again under the same id, which the gateway drops as a duplicate.
-A worker stopped mid-send gives its rows back at once. Workers wake after a
-planning commit and poll every ``poll_interval`` seconds, so messages deferred by
-quiet hours go at their time.
+A worker stopped mid-round records what it knows and gives the other rows back at
+once (a message never handed to its channel gets its claim back as well). Workers
+wake after a planning commit and poll every ``poll_interval`` seconds, so messages
+deferred by quiet hours go at their time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from services.notify import domain, store
-from services.notify.channels import DeliveryError
-from services.notify.config import CHANNELS, Context
+from services.notify.channels import Attempt
+from services.notify.config import CHANNELS, HTTP_CONCURRENCY, Context
 from services.notify.metrics import NOTIFICATIONS, SEND_SECONDS
 from shared import clock, outbox
 from shared.contracts import NotificationDelivered, NotificationFailed, subjects
@@ -38,8 +43,10 @@ from shared.service import Service
 log = logging.getLogger("coffeetime.notify.delivery")
 SERVICE = "notify"
 
-BATCH = 16
-"""Messages a worker claims and sends concurrently per round."""
+BATCH = 128
+"""Messages a worker claims per round (sent concurrently, their outcomes recorded in one transaction)."""
+RECORD_RETRIES = (0.2, 1.0)
+"""Pauses before trying a round's recording transaction again (it is idempotent); then the leases run out."""
 POLL_INTERVAL_S = 0.25
 """Longest pause between rounds when nothing wakes the worker."""
 MAX_INTERRUPTED = 3
@@ -56,11 +63,12 @@ class DeliveryWorker:
     """Delivers the due messages of one channel."""
 
     def __init__(self, ctx: Context, channel: str, *, batch: int = BATCH,
-                 poll_interval: float = POLL_INTERVAL_S) -> None:
+                 poll_interval: float = POLL_INTERVAL_S, concurrency: int = HTTP_CONCURRENCY) -> None:
         self.ctx = ctx
         self.channel = channel
         self.batch = batch
         self.poll_interval = poll_interval
+        self.concurrency = concurrency
 
     def task(self):
         """The worker as a background task of :class:`~shared.service.Service`, named after its channel."""
@@ -93,73 +101,125 @@ class DeliveryWorker:
                 pass
 
     async def deliver_due(self, service: Service) -> int:
-        """One round: claim, send, record. Returns the number of messages attempted."""
+        """One round: claim, send, record. Returns the number of messages claimed."""
         policy = self.ctx.rules.delivery
+        lease = timedelta(seconds=policy.timeout_seconds * 2)
         now = clock.now()
-        lease_until = now + timedelta(seconds=policy.timeout_seconds * 2)
         async with service.pool.acquire() as conn:
-            claims = await store.claim_due(conn, self.channel, now, lease_until, self.batch)
-        results = await asyncio.gather(*(self._attempt(service, c) for c in claims), return_exceptions=True)
-        for claim, result in zip(claims, results, strict=True):
-            if isinstance(result, asyncio.CancelledError):
-                raise result
-            if isinstance(result, Exception):
-                # the outcome was not recorded: the lease runs out and the same id is sent again
-                log.warning("recording a delivery outcome failed", extra={
-                    "channel": self.channel, "notification_id": claim.notification_id, "error": repr(result)})
+            claims = await store.claim_due(conn, self.channel, now, now + lease, self.batch)
+        if not claims:
+            return 0
+        given_up = [c for c in claims if c.claim_no > policy.max_attempts + MAX_INTERRUPTED]
+        attempts = [Attempt(c) for c in claims if c.claim_no <= policy.max_attempts + MAX_INTERRUPTED]
+        try:
+            if attempts:
+                keeper = asyncio.create_task(self._keep_leases(service, [a.message for a in attempts], lease),
+                                             name=f"notify-lease-{self.channel}")
+                try:
+                    await self.ctx.channels.send_round(self.channel, attempts, concurrency=self.concurrency,
+                                                       attempt_timeout=policy.timeout_seconds * 1.5)
+                finally:
+                    keeper.cancel()
+                    await asyncio.wait([keeper])
+        except asyncio.CancelledError:
+            # stopped mid-round: keep the outcomes known, give the other rows back at once (same id next time)
+            await self._finish_while_stopping(asyncio.ensure_future(
+                self._record_round(service, given_up, attempts, retries=())))
+            raise
+        recording = asyncio.ensure_future(self._record_round(service, given_up, attempts))
+        try:
+            await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            await self._finish_while_stopping(recording)  # a short transaction: let it end
+            raise
         return len(claims)
 
-    async def _attempt(self, service: Service, claim: store.Claim) -> None:
-        policy = self.ctx.rules.delivery
-        if claim.claim_no > policy.max_attempts + MAX_INTERRUPTED:
-            outcome = domain.AttemptOutcome("failed", error=f"gave up: {claim.claim_no - 1} attempts, "
-                                                            "several cut short before their outcome was known")
-            await self._record(service, claim, outcome, 0)
-            return
-        started = time.perf_counter()
-        error, retryable = None, False
+    @staticmethod
+    async def _finish_while_stopping(recording: asyncio.Future, timeout: float = 2.0) -> None:
         try:
-            # the clients bound each request; this bounds the whole attempt (SMTP runs in a thread)
-            async with asyncio.timeout(policy.timeout_seconds * 1.5):
-                await self.ctx.channels.send(claim)
-        except DeliveryError as exc:
-            error, retryable = exc.reason, exc.retryable
-        except TimeoutError:
-            error, retryable = f"{self.channel} timed out after {policy.timeout_seconds * 1.5:g} s", True
-        except asyncio.CancelledError:
-            await asyncio.shield(self._give_back(service, claim))
-            raise
-        except Exception as exc:  # noqa: BLE001 - a client fault: bounded by max_attempts like any retryable error
-            log.exception("channel client raised unexpectedly", extra={"channel": self.channel,
-                                                                       "notification_id": claim.notification_id})
-            error, retryable = f"{type(exc).__name__}: {exc}", True
-        elapsed = time.perf_counter() - started
-        SEND_SECONDS.labels(self.channel).observe(elapsed)
-        outcome = domain.after_attempt(claim.attempt, clock.now(), policy, error=error, retryable=retryable)
-        await self._record(service, claim, outcome, int(elapsed * 1000))
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(recording)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the leases run out by themselves
+            pass
 
-    async def _record(self, service: Service, claim: store.Claim, outcome: domain.AttemptOutcome,
-                      duration_ms: int) -> None:
+    async def _keep_leases(self, service: Service, claims: Sequence[store.Claim], lease: timedelta) -> None:
+        """While the round runs longer than half its lease (a slow channel), extend the lease of its rows."""
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 2)
+            try:
+                async with service.pool.acquire() as conn:
+                    await store.extend_leases(conn, claims, clock.now() + lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the next period tries again; at worst a lease runs out
+                log.warning("extending delivery leases failed", extra={"channel": self.channel, "error": repr(exc)})
+
+    def _outcomes(self, given_up: Sequence[store.Claim], attempts: Sequence[Attempt],
+                  now: datetime) -> list[store.Recorded]:
+        policy = self.ctx.rules.delivery
+        recorded = [
+            store.Recorded(c, domain.AttemptOutcome("failed", error=f"gave up: {c.claim_no - 1} attempts, several cut "
+                                                                    "short before their outcome was known"), 0)
+            for c in given_up
+        ]
+        observe = SEND_SECONDS.labels(self.channel).observe
+        for a in attempts:
+            if not a.done:
+                continue
+            observe(a.seconds)
+            error = a.error
+            outcome = domain.after_attempt(a.message.attempt, now, policy,
+                                           error=error.reason if error is not None else None,
+                                           retryable=error.retryable if error is not None else False)
+            recorded.append(store.Recorded(a.message, outcome, int(a.seconds * 1000)))
+        return recorded
+
+    async def _record_round(self, service: Service, given_up: Sequence[store.Claim], attempts: Sequence[Attempt],
+                            retries: Sequence[float] = RECORD_RETRIES) -> None:
+        """Record every outcome of the round in one transaction; give back the rows whose outcome is unknown."""
         now = clock.now()
-        async with service.pool.acquire() as conn, conn.transaction():
-            current = await store.record_outcome(conn, claim, outcome, now)
-            await store.add_attempt(conn, claim, now, outcome, duration_ms)
-            if current and outcome.result != "retried":
-                await outbox.put(conn, SERVICE, *self._outcome_event(claim, outcome, now))
-        recipient = domain.mask_address(self.channel, claim.address)
-        if not current:
-            log.warning("outcome of a claim that expired meanwhile kept in the attempt log only",
-                        extra={"notification_id": claim.notification_id, "channel": self.channel,
-                               "claim": claim.claim_no, "outcome": outcome.result})
-            return
-        NOTIFICATIONS.labels(self.channel, outcome.result).inc()
-        if outcome.result == "retried":
-            return
-        service.wake_outbox()
-        if outcome.result == "failed":
-            log.warning("notification failed for good", extra={
-                "notification_id": claim.notification_id, "channel": self.channel, "recipient": recipient,
-                "attempts": claim.attempt, "error": outcome.error})
+        recorded = self._outcomes(given_up, attempts, now)
+        interrupted = [a.message for a in attempts if a.started and not a.done]
+        unsent = [a.message for a in attempts if not a.started]
+        pauses = iter(retries)
+        while True:
+            try:
+                async with service.pool.acquire() as conn, conn.transaction():
+                    current = await store.record_outcomes(conn, recorded, now)
+                    await store.add_attempts(conn, recorded, now)
+                    events = [self._outcome_event(r.claim, r.outcome, now) for r in recorded
+                              if r.outcome.result != "retried" and r.claim.notification_id in current]
+                    await outbox.put_many(conn, SERVICE, events)
+                    await store.release_many(conn, interrupted, now)
+                    await store.release_many(conn, unsent, now, unsent=True)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - idempotent: tried again, else the leases run out (same ids)
+                pause = next(pauses, None)
+                if pause is None:
+                    log.warning("recording a delivery round failed; its leases run out and the same ids go again",
+                                extra={"channel": self.channel, "messages": len(recorded), "error": repr(exc)})
+                    return
+                await asyncio.sleep(pause)
+        if events:
+            service.wake_outbox()
+        self._report(recorded, current)
+
+    def _report(self, recorded: Sequence[store.Recorded], current: set[str]) -> None:
+        for r in recorded:
+            claim, outcome = r.claim, r.outcome
+            if claim.notification_id not in current:
+                log.warning("outcome of a claim that expired meanwhile kept in the attempt log only",
+                            extra={"notification_id": claim.notification_id, "channel": self.channel,
+                                   "claim": claim.claim_no, "outcome": outcome.result})
+                continue
+            NOTIFICATIONS.labels(self.channel, outcome.result).inc()
+            if outcome.result == "failed":
+                log.warning("notification failed for good", extra={
+                    "notification_id": claim.notification_id, "channel": self.channel,
+                    "recipient": domain.mask_address(self.channel, claim.address),
+                    "attempts": claim.attempt, "error": outcome.error})
 
     def _outcome_event(self, claim: store.Claim, outcome: domain.AttemptOutcome,
                        now: datetime) -> tuple[str, NotificationDelivered | NotificationFailed]:
@@ -173,12 +233,3 @@ class DeliveryWorker:
         if outcome.result == "delivered":
             return subjects.NOTIFY_DELIVERED, NotificationDelivered(**common)
         return subjects.NOTIFY_FAILED, NotificationFailed(**common, error=outcome.error or "")
-
-    async def _give_back(self, service: Service, claim: store.Claim) -> None:
-        """Stopped mid-send: release the lease so the next attempt (same id) need not wait for it."""
-        try:
-            async with asyncio.timeout(2):
-                async with service.pool.acquire() as conn:
-                    await store.release(conn, claim, clock.now())
-        except Exception:  # noqa: BLE001 - the lease runs out by itself
-            pass

@@ -209,41 +209,111 @@ async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease
     ]
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """One attempt's outcome, to store with the others of its round."""
+
+    claim: Claim
+    outcome: AttemptOutcome
+    duration_ms: int
+
+
+async def record_outcomes(conn: asyncpg.Connection, recorded: Sequence[Recorded], now: datetime) -> set[str]:
+    """Store a round's outcomes in one statement, each only if its claim still holds.
+
+    Returns the ids of the notifications whose claim held; the others were taken by
+    another worker since (their lease ran out) and keep that worker's state.
+    Rows are taken in id order, so two rounds never wait for each other in a cycle.
+    """
+    if not recorded:
+        return set()
+    items = sorted(recorded, key=lambda r: r.claim.notification_id)
+    rows = await conn.fetch(
+        """
+        UPDATE notifications n SET
+            status = CASE WHEN o.result = 'retried' THEN 'pending' ELSE o.result END,
+            attempts = o.attempt,
+            last_error = o.error,
+            next_attempt_at = COALESCE(o.retry_at, n.next_attempt_at),
+            delivered_at = CASE WHEN o.result = 'delivered' THEN $7::timestamptz END,
+            failed_at = CASE WHEN o.result = 'failed' THEN $7::timestamptz END,
+            locked_until = NULL
+        FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
+             AS o(id, claim_no, result, attempt, error, retry_at)
+        WHERE n.notification_id = o.id AND n.claims = o.claim_no AND n.status = 'pending'
+        RETURNING n.notification_id
+        """,
+        [r.claim.notification_id for r in items], [r.claim.claim_no for r in items],
+        [r.outcome.result for r in items], [r.claim.attempt for r in items], [r.outcome.error for r in items],
+        [r.outcome.retry_at for r in items], now,
+    )
+    return {r["notification_id"] for r in rows}
+
+
 async def record_outcome(conn: asyncpg.Connection, claim: Claim, outcome: AttemptOutcome, now: datetime) -> bool:
     """Store an attempt's outcome if the claim still holds; False when another worker took the row since."""
-    status = await conn.fetchval(
+    return bool(await record_outcomes(conn, [Recorded(claim, outcome, 0)], now))
+
+
+async def add_attempts(conn: asyncpg.Connection, recorded: Sequence[Recorded], at: datetime) -> None:
+    """Log a round's attempts (numbered by claim) in one insert; an attempt logged before is kept."""
+    if not recorded:
+        return
+    await conn.execute(
         """
-        UPDATE notifications SET
-            status = CASE WHEN $3::text = 'retried' THEN 'pending' ELSE $3::text END,
-            attempts = $4,
-            last_error = $5,
-            next_attempt_at = COALESCE($6::timestamptz, next_attempt_at),
-            delivered_at = CASE WHEN $3::text = 'delivered' THEN $7::timestamptz END,
-            failed_at = CASE WHEN $3::text = 'failed' THEN $7::timestamptz END,
-            locked_until = NULL
-        WHERE notification_id = $1 AND claims = $2 AND status = 'pending'
-        RETURNING status
+        INSERT INTO delivery_attempts (notification_id, attempt, at, outcome, error, duration_ms)
+        SELECT i, a, $6, o, e, d FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[])
+             AS x(i, a, o, e, d)
+        ON CONFLICT (notification_id, attempt) DO NOTHING
         """,
-        claim.notification_id, claim.claim_no, outcome.result, claim.attempt, outcome.error, outcome.retry_at, now,
+        [r.claim.notification_id for r in recorded], [r.claim.claim_no for r in recorded],
+        [r.outcome.result for r in recorded], [r.outcome.error for r in recorded],
+        [r.duration_ms for r in recorded], at,
     )
-    return status is not None
 
 
 async def add_attempt(conn: asyncpg.Connection, claim: Claim, at: datetime, outcome: AttemptOutcome,
                       duration_ms: int) -> None:
-    await conn.execute(
-        "INSERT INTO delivery_attempts (notification_id, attempt, at, outcome, error, duration_ms) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (notification_id, attempt) DO NOTHING",
-        claim.notification_id, claim.claim_no, at, outcome.result, outcome.error, duration_ms,
+    await add_attempts(conn, [Recorded(claim, outcome, duration_ms)], at)
+
+
+async def extend_leases(conn: asyncpg.Connection, claims: Sequence[Claim], lease_until: datetime) -> int:
+    """Push the lease of claims still held (a long round) to ``lease_until``; returns how many were extended."""
+    if not claims:
+        return 0
+    status = await conn.execute(
+        """
+        UPDATE notifications n SET locked_until = $3, next_attempt_at = $3
+        FROM unnest($1::text[], $2::int[]) AS c(id, claim_no)
+        WHERE n.notification_id = c.id AND n.claims = c.claim_no AND n.status = 'pending'
+        """,
+        [c.notification_id for c in claims], [c.claim_no for c in claims], lease_until,
     )
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def release(conn: asyncpg.Connection, claim: Claim, now: datetime) -> None:
     """Give a claimed row back at once (the worker stops mid-send): the next attempt uses the same id."""
+    await release_many(conn, [claim], now)
+
+
+async def release_many(conn: asyncpg.Connection, claims: Sequence[Claim], now: datetime, *,
+                       unsent: bool = False) -> None:
+    """Give claimed rows back at once, each only if its claim still holds.
+
+    ``unsent``: the rows were never handed to their channel, so the claim is undone
+    too (it counts towards giving up only when an attempt may have been made).
+    """
+    if not claims:
+        return
     await conn.execute(
-        "UPDATE notifications SET locked_until = NULL, next_attempt_at = $3 "
-        "WHERE notification_id = $1 AND claims = $2 AND status = 'pending'",
-        claim.notification_id, claim.claim_no, now,
+        """
+        UPDATE notifications n SET locked_until = NULL, next_attempt_at = $3,
+                                   claims = CASE WHEN $4 THEN n.claims - 1 ELSE n.claims END
+        FROM unnest($1::text[], $2::int[]) AS c(id, claim_no)
+        WHERE n.notification_id = c.id AND n.claims = c.claim_no AND n.status = 'pending'
+        """,
+        [c.notification_id for c in claims], [c.claim_no for c in claims], now, unsent,
     )
 
 
