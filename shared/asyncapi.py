@@ -83,7 +83,7 @@ EVENT_CONSUMERS: dict[str, tuple[str, ...]] = {
         sj.ORDER_REPLIED, sj.ORDER_ESCALATION_REQUESTED, sj.APPEAL_CLOSED, sj.APPEAL_MERGED, sj.APPEAL_REOPENED,
     ),
     # everything someone may have to hear about; events without a notification rule are acked and ignored
-    "notify": ("ct.appeal.>", "ct.order.>", "ct.deadline.>"),
+    "notify": ("ct.appeal.>", "ct.order.>", "ct.deadline.warning", "ct.deadline.monthly_list"),
 }
 
 DEAD_LETTER_HEADERS: dict[str, str] = {

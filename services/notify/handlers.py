@@ -1,7 +1,8 @@
 """Notify's subscribers: domain events in, planned notifications out. Thin on purpose.
 
-One batch handler serves ``ct.appeal.>``, ``ct.order.>`` and ``ct.deadline.>`` (one
-durable consumer each, so every subject is consumed once). Per batch, in one
+One batch handler serves ``ct.appeal.>``, ``ct.order.>``, ``ct.deadline.warning`` and
+``ct.deadline.monthly_list`` (one durable consumer each, so every subject is consumed
+once; the two ``ct.deadline.set`` of every order are not fetched at all). Per batch, in one
 transaction: lock the appeals concerned, keep the contact of each newly registered
 appeal, park the events that need a contact not known yet, plan the others with
 :func:`domain.plan_notifications`, plan the events that were waiting for the
@@ -37,8 +38,8 @@ from shared.service import Service
 log = logging.getLogger("coffeetime.notify")
 SERVICE = "notify"
 
-SUBJECTS: tuple[str, ...] = ("ct.appeal.>", "ct.order.>", "ct.deadline.>")
-"""The subject families notify consumes; subjects without a rule are acked and ignored."""
+SUBJECTS: tuple[str, ...] = ("ct.appeal.>", "ct.order.>", subjects.DEADLINE_WARNING, subjects.DEADLINE_MONTHLY_LIST)
+"""What notify consumes; subjects without a rule are acked and ignored."""
 
 WAITING_SWEEP_S = 5.0
 """How often the waiting events are looked at (contact known meanwhile, or waited too long)."""

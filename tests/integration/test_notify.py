@@ -36,7 +36,7 @@ from tests.support import Recorder, publish, running, wait_for
 pytestmark = pytest.mark.integration
 
 SH = ZoneInfo("Asia/Shanghai")
-DURABLES = ("notify-ct_appeal_all", "notify-ct_order_all", "notify-ct_deadline_all")
+DURABLES = ("notify-ct_appeal_all", "notify-ct_order_all", "notify-ct_deadline_warning", "notify-ct_deadline_monthly_list")
 ENTERPRISE = "成都川开电气有限公司"
 
 
