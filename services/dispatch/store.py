@@ -90,16 +90,17 @@ async def save_appeal(conn: asyncpg.Connection, appeal: AppealState) -> None:
 
 
 async def save_orders(conn: asyncpg.Connection, orders: list[WorkOrder], reasons: dict[str, list[str]] | None = None) -> None:
+    """Insert or update orders; ``reasons`` (order id → why routed there) is kept for new orders."""
     if not orders:
         return
+    reasons = reasons or {}
     await conn.executemany(
-        f"INSERT INTO orders ({_ORDER_COLS}) VALUES ({_ORDER_PARAMS}) "
-        f"ON CONFLICT (order_id) DO UPDATE SET {_ORDER_UPDATE}, updated_at = now()",
-        [_order_values(o) for o in orders],
+        f"INSERT INTO orders ({_ORDER_COLS}, reasons) VALUES ({_ORDER_PARAMS}, "
+        f"coalesce(${len(_ORDER_FIELDS) + 1}::jsonb, '[]'::jsonb)) "
+        f"ON CONFLICT (order_id) DO UPDATE SET {_ORDER_UPDATE}, "
+        f"reasons = coalesce(${len(_ORDER_FIELDS) + 1}::jsonb, orders.reasons), updated_at = now()",
+        [(*_order_values(o), reasons.get(o.order_id)) for o in orders],
     )
-    if reasons:
-        await conn.executemany("UPDATE orders SET reasons = $2 WHERE order_id = $1",
-                               [(k, v) for k, v in reasons.items()])
 
 
 async def lock_appeal(conn: asyncpg.Connection, appeal_id: str) -> AppealState | None:

@@ -218,7 +218,8 @@ async def test_units_work_their_orders_over_http_with_their_own_token(dispatch, 
         mine = (await http.get("/orders", headers=police)).json()
         assert mine and all(o["unit_code"] == "traffic_police" for o in mine)
         assert all(o["unit_code"] == "hr_bureau" for o in (await http.get("/orders", headers=hr)).json())
-        assert (await http.get(f"/orders/{order}", headers=police)).json()["unit_code"] == "traffic_police"
+        view = (await http.get(f"/orders/{order}", headers=police)).json()
+        assert view["unit_code"] == "traffic_police" and any("左转车道" in r for r in view["reasons"])
         assert (await http.get(f"/orders/{order}", headers=hr)).status_code == 404
         assert (await http.get(f"/orders/{order}", headers=lead)).status_code == 200
 
