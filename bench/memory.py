@@ -40,7 +40,8 @@ def _children() -> dict[int, list[int]]:
     return out
 
 
-def tree_rss_mb(pid: int, children: dict[int, list[int]] | None = None) -> float:
+def _tree_sum(pid: int, value, children: dict[int, list[int]] | None = None) -> float:
+    """``value(p)`` summed over ``pid`` and every process below it."""
     children = children if children is not None else _children()
     total, todo, seen = 0, [pid], set()
     while todo:
@@ -48,9 +49,13 @@ def tree_rss_mb(pid: int, children: dict[int, list[int]] | None = None) -> float
         if p in seen:
             continue
         seen.add(p)
-        total += _rss_kb(p)
+        total += value(p)
         todo.extend(children.get(p, ()))
-    return total / 1024
+    return total
+
+
+def tree_rss_mb(pid: int, children: dict[int, list[int]] | None = None) -> float:
+    return _tree_sum(pid, _rss_kb, children) / 1024
 
 
 class RssSampler:
@@ -123,16 +128,7 @@ def cpu_seconds(pid: int, tree: bool = True) -> float:
     """CPU seconds used so far by ``pid`` (and, with ``tree``, every process below it, live or reaped)."""
     if not tree:
         return _cpu_ticks(pid) / _TICK
-    children = _children()
-    total, todo, seen = 0, [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        total += _cpu_ticks(p)
-        todo.extend(children.get(p, ()))
-    return total / _TICK
+    return _tree_sum(pid, _cpu_ticks) / _TICK
 
 
 def find_process(needle: str, name: str) -> int | None:

@@ -25,6 +25,7 @@ from pydantic.json_schema import models_json_schema
 from shared.contracts import events as ev
 from shared.contracts import inbound as inb
 from shared.contracts import subjects as sj
+from shared.contracts.subjects import subject_matches
 from shared.settings import SERVICES, Settings
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -103,17 +104,6 @@ def producer_of(subject: str) -> str:
         if subject.startswith(prefix):
             return service
     raise KeyError(f"no producer is known for {subject}: add it to shared.asyncapi")
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
-    p, s = pattern.split("."), subject.split(".")
-    for i, token in enumerate(p):
-        if token == ">":
-            return len(s) > i
-        if i >= len(s) or (token != "*" and token != s[i]):
-            return False
-    return len(p) == len(s)
 
 
 def consumers_of(subject: str) -> list[str]:

@@ -9,6 +9,7 @@ never sends a message twice. The channel clients live in ``channels.py``.
 from __future__ import annotations
 
 from shared.contracts import subjects
+from shared.contracts.subjects import subject_matches
 
 import hashlib
 import logging
@@ -659,17 +660,6 @@ class _Recipient:
     name: str
     address: str
     lang: Lang
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, a trailing ``>`` one or more."""
-    p, s = pattern.split("."), subject.split(".")
-    for i, token in enumerate(p):
-        if token == ">":
-            return len(s) > i
-        if i >= len(s) or (token != "*" and token != s[i]):
-            return False
-    return len(p) == len(s)
 
 
 def _lookup(event: Mapping[str, Any], path: str) -> Any:

@@ -77,13 +77,22 @@ STREAM_DLQ = StreamDef("CT_DLQ", (f"{DLQ_PREFIX}.>",), "Messages that kept faili
 STREAMS: tuple[StreamDef, ...] = (STREAM_IN, STREAM_EVENTS, STREAM_DLQ)
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
 def stream_for(subject: str) -> StreamDef:
-    prefix = subject.split(".")
+    """The stream that stores ``subject`` (which may itself be a wildcard filter such as ``ct.order.>``)."""
     for s in STREAMS:
-        for pattern in s.subjects:
-            p = pattern.split(".")
-            if p[-1] == ">" and prefix[: len(p) - 1] == p[:-1]:
-                return s
+        if any(subject_matches(pattern, subject) for pattern in s.subjects):
+            return s
     raise KeyError(f"no stream covers {subject}")
 
 
