@@ -82,6 +82,14 @@ class Service:
         async def prometheus_metrics() -> Response:
             return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def background_owner(self, kind: type):
+        """The object of type ``kind`` that owns one of the background tasks (its scanner, its context)."""
+        for task in self.background:
+            for owner in (getattr(task, "__self__", None), getattr(task, "ctx", None)):
+                if isinstance(owner, kind):
+                    return owner
+        raise LookupError(f"{self.name} runs no background task of a {kind.__name__}")
+
     def wake_outbox(self) -> None:
         if self.relay:
             self.relay.wake()

@@ -26,11 +26,7 @@ def create_service(settings: Settings) -> Service:
 
 def scanner_of(service: Service) -> DeadlineScanner:
     """The deadline scanner a service runs (for operations tools and tests)."""
-    for task in service.background:
-        owner = getattr(task, "__self__", None)
-        if isinstance(owner, DeadlineScanner):
-            return owner
-    raise LookupError(f"{service.name} runs no deadline scanner")
+    return service.background_owner(DeadlineScanner)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,7 @@ def create_service(settings: Settings, *, rules: NotifyRules | None = None,
 
 def context_of(service: Service) -> Context:
     """The context a notify service runs with (for operations tools and tests)."""
-    for task in service.background:
-        ctx = getattr(task, "ctx", None)
-        if isinstance(ctx, Context):
-            return ctx
-    raise LookupError(f"{service.name} is not a notify service")
+    return service.background_owner(Context)
 
 
 if __name__ == "__main__":
