@@ -25,7 +25,7 @@ import os
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import nats
@@ -92,7 +92,7 @@ def check_alive(stack: BenchStack, results: dict, when: str) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     tag = uuid.uuid4().hex[:8]
     results: dict = {
         "stamp": stamp, "tag": tag, "targets": TARGETS, "errors": [],
@@ -105,7 +105,7 @@ async def run(args: argparse.Namespace) -> dict:
     say(f"machine: {results['machine']['cpu_model']}, {results['machine']['cores']} cores, "
         f"load average {results['machine']['load_average_at_start']}")
 
-    from services.notify.sink import LocalSmsSink
+    from tools.sms_sink import LocalSmsSink
 
     use_free_service_ports()
     sink = await LocalSmsSink().start()

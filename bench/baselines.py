@@ -56,7 +56,7 @@ async def nats_baseline(nats_url: str, messages: int, time_cap: float = 10.0) ->
         while got < sent and time.monotonic() < deadline:
             try:
                 msgs = await psub.fetch(100, timeout=2)
-            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             for m in msgs:
                 await m.ack()

@@ -26,7 +26,7 @@ import asyncio
 import re
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -84,7 +84,7 @@ async def escalation_phase(dsn: str, nc, *, tag: str, total: int, due: int, unit
                     "scan_batch": SCAN_BATCH}
     try:
         # --- load ------------------------------------------------------------------------------
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         far = now + timedelta(days=30)
         day = timedelta(days=1)
         units = unit_codes
@@ -104,7 +104,7 @@ async def escalation_phase(dsn: str, nc, *, tag: str, total: int, due: int, unit
         await conn.execute("ANALYZE escalation.firings")
         result["analyze_s"] = round(time.perf_counter() - t, 1)
 
-        t_due0 = datetime.now(timezone.utc) + timedelta(seconds=lead_s)
+        t_due0 = datetime.now(UTC) + timedelta(seconds=lead_s)
         fire_at = [t_due0 + timedelta(seconds=spread_s * k / due) for k in range(due)]
         order_ids = [f"{prefix}{k}" for k in range(due)]
         await conn.copy_records_to_table("firings", schema_name="escalation", columns=COLUMNS, records=[
@@ -114,9 +114,9 @@ async def escalation_phase(dsn: str, nc, *, tag: str, total: int, due: int, unit
             "SELECT count(*) FROM escalation.firings WHERE fired_at IS NULL AND cancelled_at IS NULL")
 
         # --- the claim query, before anything is due (it must not touch the due rows late) ----
-        result["explain_nothing_due"] = await _explain_rolled_back(conn, datetime.now(timezone.utc))
-        result["claim_nothing_due"] = await _claim_ms(conn, datetime.now(timezone.utc))
-        if datetime.now(timezone.utc) < t_due0 - timedelta(seconds=0.5):
+        result["explain_nothing_due"] = await _explain_rolled_back(conn, datetime.now(UTC))
+        result["claim_nothing_due"] = await _claim_ms(conn, datetime.now(UTC))
+        if datetime.now(UTC) < t_due0 - timedelta(seconds=0.5):
             result["explain_batch_due"] = await _explain_rolled_back(conn, fire_at[-1])
         else:
             result["explain_batch_due"] = {"skipped": "the due rows were about to fire"}

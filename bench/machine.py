@@ -41,7 +41,7 @@ def _git(*args: str) -> str | None:
 
 def nats_server_binary_version() -> str | None:
     try:
-        from shared.embedded import nats_server_binary
+        from tools.embedded import nats_server_binary
 
         out = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, timeout=5)
         return (out.stdout or out.stderr).strip() or None

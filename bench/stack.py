@@ -1,6 +1,6 @@
 """The system under test: the four services as separate processes, and the outside world they talk to.
 
-- :class:`BenchStack`: :class:`shared.cli.Stack` on free HTTP ports, optionally with
+- :class:`BenchStack`: :class:`tools.cli.Stack` on free HTTP ports, optionally with
   one service run under pyinstrument (``--profile SERVICE``);
 - the SMS gateway and the units' WeCom robots: a :class:`LocalSmsSink` in this
   process (the district file points every robot at it, as the demo does);
@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from shared.cli import Stack
-from shared.embedded import free_port
 from shared.settings import SERVICES
+from tools.cli import Stack
+from tools.embedded import free_port
 
 
 def use_free_service_ports() -> dict[str, int]:
@@ -46,7 +46,7 @@ class BenchStack(Stack):
         self.profile = profile
         self.profile_out = profile_out
 
-    def start(self) -> "BenchStack":
+    def start(self) -> BenchStack:
         if not self.profile:
             super().start()
             return self
@@ -87,7 +87,7 @@ class MailSink:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 15) -> "MailSink":
+    def start(self, timeout: float = 15) -> MailSink:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aiosmtpd", "-n", "-u", "-c", "aiosmtpd.handlers.Sink", "-l", f"127.0.0.1:{self.port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -116,7 +116,7 @@ class MailSink:
 
 def bench_district(robot_url_for) -> Path:
     """The default district with every unit's WeCom robot pointed at the local sink (as the demo does)."""
-    from shared.demo import demo_district
+    from tools.demo import demo_district
 
     return demo_district(robot_url_for)
 

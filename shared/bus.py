@@ -55,7 +55,7 @@ class Delivery:
     errors: list[FieldError] = field(default_factory=list)
 
     @classmethod
-    def of(cls, msg: Msg) -> "Delivery":
+    def of(cls, msg: Msg) -> Delivery:
         meta = msg.metadata
         return cls(raw=msg, subject=msg.subject, data=msg.data, msg_id=(msg.headers or {}).get("Nats-Msg-Id"),
                    num_delivered=meta.num_delivered, stream_seq=meta.sequence.stream)
@@ -197,7 +197,7 @@ class ConsumerGroup:
         while not self._stopping:
             try:
                 msgs = await psub.fetch(self.batch_size, timeout=self.fetch_timeout)
-            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except asyncio.CancelledError:
                 raise

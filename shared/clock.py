@@ -7,9 +7,9 @@ Production reads the system clock. Tests and the accelerated demo call
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-_source: Callable[[], datetime] = lambda: datetime.now(timezone.utc)  # noqa: E731
+_source: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 
 
 def now() -> datetime:
@@ -20,4 +20,4 @@ def now() -> datetime:
 def set_clock(source: Callable[[], datetime] | None) -> None:
     """Replace the clock (``None`` restores the system clock)."""
     global _source
-    _source = source or (lambda: datetime.now(timezone.utc))
+    _source = source or (lambda: datetime.now(UTC))

@@ -112,7 +112,7 @@ class District(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _references_exist(self) -> "District":
+    def _references_exist(self) -> District:
         codes = {u.unit_code for u in self.units}
         if len(codes) != len(self.units):
             raise ValueError("units: unit_code values must be unique")

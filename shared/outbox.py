@@ -100,7 +100,7 @@ class OutboxRelay:
                 continue  # more waiting: no pause
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def relay_once(self) -> int:

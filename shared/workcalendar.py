@@ -33,7 +33,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -59,7 +59,7 @@ _warned_years: set[int] = set()
 _warned_lock = threading.Lock()
 
 
-@lru_cache(maxsize=None)
+@cache
 def is_official(year: int) -> bool:
     """Whether the packaged official calendar knows ``year`` (holidays and make-up days)."""
     try:

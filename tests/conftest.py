@@ -10,8 +10,8 @@ import pytest
 
 from shared.bus import ensure_streams
 from shared.contracts.subjects import STREAMS
-from shared.embedded import EmbeddedServers
 from shared.settings import SERVICES
+from tools.embedded import EmbeddedServers
 
 
 @pytest.fixture(scope="session")

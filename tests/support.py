@@ -57,7 +57,7 @@ class Recorder:
         self.messages: list[tuple[str, dict, dict]] = []
         self._subs = []
 
-    async def watch(self, *subjects: str) -> "Recorder":
+    async def watch(self, *subjects: str) -> Recorder:
         for subject in subjects:
             sub = await self.js.subscribe(
                 subject, cb=self._on, manual_ack=False,

@@ -90,7 +90,7 @@ class EscalationPolicy(BaseModel):
         return self.model_dump()
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "EscalationPolicy":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> EscalationPolicy:
         """A policy from its snapshot; an empty or missing snapshot gives the defaults."""
         return cls.model_validate(dict(data or {}))
 
@@ -471,7 +471,7 @@ class UnitMonthStats(BaseModel):
     noticed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _parts_within_wholes(self) -> "UnitMonthStats":
+    def _parts_within_wholes(self) -> UnitMonthStats:
         if self.signed_on_time > self.received:
             raise ValueError("signed_on_time cannot exceed received")
         if self.closed > self.due:
@@ -536,7 +536,7 @@ class EvaluationWeights(BaseModel):
     notice_penalty: float = Field(2.0, ge=0, description="Points off per public notice (通报).")
 
     @model_validator(mode="after")
-    def _some_weight(self) -> "EvaluationWeights":
+    def _some_weight(self) -> EvaluationWeights:
         if self.closure + self.satisfaction + self.on_time + self.sign_on_time <= 0:
             raise ValueError("at least one of closure, satisfaction, on_time, sign_on_time must be positive")
         return self

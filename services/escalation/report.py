@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     if settings.database_url:
         text = asyncio.run(_ranking_text(settings.database_url, month, fmt, ctx, min_orders))
     else:
-        from shared.embedded import EmbeddedServers
+        from tools.embedded import EmbeddedServers
 
         with EmbeddedServers.from_env() as servers:
             text = asyncio.run(_ranking_text(servers.database_url, month, fmt, ctx, min_orders))

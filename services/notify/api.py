@@ -65,7 +65,7 @@ class NotificationView(BaseModel):
     delivery_attempts: list[AttemptView] | None = Field(None, description="Every attempt (single notification only).")
 
     @classmethod
-    def of(cls, row, attempts=None) -> "NotificationView":
+    def of(cls, row, attempts=None) -> NotificationView:
         return cls(
             notification_id=row["notification_id"], cause_subject=row["cause_subject"],
             cause_event_id=row["cause_event_id"], appeal_id=row["appeal_id"], channel=row["channel"],

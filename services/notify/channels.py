@@ -351,7 +351,7 @@ class SmtpMailer:
 def _fit_bytes(text: str, limit: int) -> str:
     if len(text.encode("utf-8")) <= limit:
         return text
-    budget = limit - len("…".encode("utf-8"))
+    budget = limit - len("…".encode())
     out = text.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
     return out + "…"
 

@@ -97,7 +97,7 @@ class DeliveryWorker:
                 continue  # more may be due: no pause
             try:
                 await asyncio.wait_for(wake.wait(), timeout=self.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def deliver_due(self, service: Service) -> int:

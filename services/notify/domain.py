@@ -8,9 +8,6 @@ never sends a message twice. The channel clients live in ``channels.py``.
 
 from __future__ import annotations
 
-from shared.contracts import subjects
-from shared.contracts.subjects import subject_matches
-
 import hashlib
 import logging
 import math
@@ -30,7 +27,9 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.contracts import subjects
 from shared.contracts.common import Rating, mask_name, mask_phone
+from shared.contracts.subjects import subject_matches
 from shared.district import Contact, District, Unit
 
 log = logging.getLogger("coffeetime.notify.domain")
@@ -425,7 +424,7 @@ class Template(BaseModel):
         return self.en if lang == "en" else self.zh
 
     @model_validator(mode="after")
-    def _rating_instructions_present(self) -> "Template":
+    def _rating_instructions_present(self) -> Template:
         if self.kind == TemplateKind.rating_invitation:
             for lang in ("zh", "en"):
                 if "rating_instructions" not in placeholders(getattr(self, lang).text):
@@ -568,7 +567,7 @@ class NotifyRules(BaseModel):
     templates: dict[str, Template]
 
     @model_validator(mode="after")
-    def _consistent(self) -> "NotifyRules":
+    def _consistent(self) -> NotifyRules:
         for i, rule in enumerate(self.rules):
             if rule.template not in self.templates:
                 raise ValueError(f"rules.{i}.template: unknown template {rule.template!r}")

@@ -3,7 +3,7 @@
 Import from here: ``from shared.contracts import HotlineCall, AppealRegistered, subjects``.
 """
 
-from shared.contracts import subjects
+from shared.contracts import subjects as subjects
 from shared.contracts.common import *  # noqa: F403
 from shared.contracts.events import *  # noqa: F403
 from shared.contracts.inbound import *  # noqa: F403

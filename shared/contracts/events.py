@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.contracts.common import AppealKind, Channel, FieldError, Message, Rating, Rfc3339
+from shared.contracts.common import AppealKind, Channel, FieldError, Message, Rfc3339
 
 
 class DomainEvent(Message):

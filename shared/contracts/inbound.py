@@ -110,7 +110,7 @@ class EventRecord(Message):
     items: list[EventItem] = Field(min_length=1, max_length=500, description="The appeals raised.")
 
     @model_validator(mode="after")
-    def _unique_item_numbers(self) -> "EventRecord":
+    def _unique_item_numbers(self) -> EventRecord:
         seen = [i.item_no for i in self.items]
         if len(seen) != len(set(seen)):
             raise ValueError("items: item_no values must be unique within an event")
@@ -178,7 +178,7 @@ class AppealQuery(Message):
     source_id: str | None = Field(None, max_length=160, description="With channel: the sender's own id.")
 
     @model_validator(mode="after")
-    def _one_key(self) -> "AppealQuery":
+    def _one_key(self) -> AppealQuery:
         if not self.appeal_id and not (self.channel and self.source_id):
             raise ValueError("give appeal_id, or channel and source_id")
         return self

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.embedded import free_port
+from tools.embedded import free_port
 
 pytestmark = pytest.mark.integration
 COFFEETIME = str(Path(sys.executable).with_name("coffeetime"))

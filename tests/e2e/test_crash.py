@@ -14,9 +14,9 @@ import pytest
 
 from shared.bus import ensure_streams
 from shared.contracts import subjects
-from shared.embedded import EmbeddedServers, free_port
 from tests.integration.test_intake import a_call
 from tests.support import Recorder, publish, wait_for
+from tools.embedded import EmbeddedServers, free_port
 
 pytestmark = pytest.mark.integration
 

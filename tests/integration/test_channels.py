@@ -31,10 +31,10 @@ from services.notify.channels import (
     send_with_retries,
 )
 from services.notify.domain import DeliveryPolicy, load_rules, notification_id, plan_notifications
-from services.notify.sink import LocalSmsSink
 from shared.contracts.subjects import APPEAL_REGISTERED
 from shared.district import load_district
 from tests.support import wait_for
+from tools.sms_sink import LocalSmsSink
 
 PHONE = "13812345678"
 FAST = DeliveryPolicy(max_attempts=5, backoff_base_seconds=0.01, backoff_cap_seconds=0.05)
@@ -180,7 +180,7 @@ async def test_the_sink_serves_its_messages_and_takes_orders_over_http(sink, cli
 async def test_the_sink_runs_as_a_program():
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.notify.sink", "--port", str(port),
+        sys.executable, "-m", "tools.sms_sink", "--port", str(port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
     try:

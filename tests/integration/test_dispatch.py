@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -12,8 +12,8 @@ import pytest
 from services.dispatch.__main__ import create_service as create_dispatch
 from services.intake.__main__ import create_service as create_intake
 from shared.contracts import AppealRegistered, Party, subjects
-from shared.seed import PUBLISHED_UNITS, case, seed
 from tests.support import Recorder, publish, running, wait_for
+from tools.seed import PUBLISHED_UNITS, case, seed
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +36,10 @@ async def rec(nc):
 def registered(content: str, category: str | None = None, **over) -> AppealRegistered:
     appeal_id = f"CT-T-{uuid.uuid4().hex[:8]}"
     values = dict(
-        event_id=f"int-{uuid.uuid4().hex}", occurred_at=datetime.now(timezone.utc), appeal_id=appeal_id,
+        event_id=f"int-{uuid.uuid4().hex}", occurred_at=datetime.now(UTC), appeal_id=appeal_id,
         source_ref=f"hotline:{appeal_id}", correlation_id=appeal_id, channel="hotline", source_id=appeal_id,
         enterprise=Party(name="四川东航投资有限公司"), contact=Party(name="潘星", phone=PHONE), content=content,
-        category_hint=category, kind="appeal", received_at=datetime.now(timezone.utc) - timedelta(hours=1),
+        category_hint=category, kind="appeal", received_at=datetime.now(UTC) - timedelta(hours=1),
     )
     values.update(over)
     return AppealRegistered(**values)
@@ -82,7 +82,7 @@ async def test_the_published_cases_reach_their_published_units(servers, js, rec)
                 call_id = f"CALL-D-{tag}"
                 events[c["key"]] = f"hotline:{call_id}"
                 await publish(js, subjects.IN_HOTLINE, {
-                    "call_id": call_id, "received_at": datetime.now(timezone.utc).isoformat(),
+                    "call_id": call_id, "received_at": datetime.now(UTC).isoformat(),
                     "caller_phone": "13800002222", "enterprise_name": c["enterprise"], "content": c["content"],
                     "category_hint": c["category_hint"]}, msg_id=call_id)
 
@@ -274,7 +274,7 @@ async def test_a_late_deadline_event_does_not_overwrite_a_newer_one(dispatch, js
     event = registered(TRAFFIC, "交通出行")
     await register(js, event)
     order = (await dispatched_to(rec, event.appeal_id))[0]["order_id"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     newer = DeadlineSet(event_id=f"esc-{uuid.uuid4().hex}", occurred_at=now, appeal_id=event.appeal_id,
                         order_id=order, unit_code="traffic_police", clock="handling",
                         due_at=now + timedelta(days=12))

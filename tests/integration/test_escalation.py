@@ -246,7 +246,7 @@ async def test_each_step_of_the_ladder_fires_once_at_its_time(escalation, frozen
         await settle(db, escalation)
         assert steps(recorder, order) == expected, f"{level} fired before its time"
         frozen.set(fire_at + timedelta(minutes=1))
-        await wait_for(lambda: (clock_name, level) in steps(recorder, order), what=f"{clock_name} {level}")
+        await wait_for(lambda c=clock_name, lv=level: (c, lv) in steps(recorder, order), what=f"{clock_name} {level}")
         await settle(db, escalation)
         expected.append((clock_name, level))
         assert steps(recorder, order) == expected  # exactly one each, in ladder order
@@ -444,7 +444,7 @@ async def test_events_of_an_order_in_any_order_give_the_same_ladder(escalation, 
             (subjects.ORDER_REPLIED, replied(appeal, order, at(2026, 10, 16, 10, 0))),
         ]
 
-    for order, events in ((forward, story(forward)), (backward, list(reversed(story(backward))))):
+    for _order, events in ((forward, story(forward)), (backward, list(reversed(story(backward))))):
         for subject, event in events:
             await send(js, subject, event)
             await wait_for(lambda e=event: _handled(db, e.event_id), what=f"{subject} handled")

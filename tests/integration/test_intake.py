@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def a_call(**over) -> dict:
     call = {
         "call_id": f"CALL-{uuid.uuid4().hex[:12]}",
-        "received_at": datetime.now(timezone.utc).isoformat(),
+        "received_at": datetime.now(UTC).isoformat(),
         "caller_phone": "13800001234",
         "caller_name": "潘星",
         "enterprise_name": "四川东航投资有限公司",
@@ -74,7 +74,7 @@ async def _acked_all(js) -> bool:
 
 
 async def test_an_invalid_call_is_rejected_with_field_errors_and_not_stored(intake, js, db, recorder):
-    future = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     call = a_call(enterprise_uscc="914403001922038217", caller_phone="12345", received_at=future, content="")
     await publish(js, subjects.IN_HOTLINE, call, msg_id=call["call_id"])
 

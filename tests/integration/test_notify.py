@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -26,12 +26,12 @@ from aiosmtpd.controller import Controller
 from services.notify import handlers
 from services.notify.__main__ import context_of, create_service
 from services.notify.domain import notification_id
-from services.notify.sink import LocalSmsSink
 from shared import clock
 from shared.contracts import events as ev
 from shared.contracts import subjects
 from shared.district import DEFAULT_PATH, load_district
 from tests.support import Recorder, publish, running, wait_for
+from tools.sms_sink import LocalSmsSink
 
 pytestmark = pytest.mark.integration
 
@@ -463,7 +463,7 @@ async def test_quiet_hours_defer_the_rating_invitation_to_8_am(start_notify, js,
             assert [m["to"] for m in gateway.messages if m["id"] == invitation["notification_id"]] == [phone]
         finally:
             clock.set_clock(None)
-    assert datetime.now(timezone.utc) - clock.now() < timedelta(seconds=5)
+    assert datetime.now(UTC) - clock.now() < timedelta(seconds=5)
 
 
 # --- crashes, stops and gaps in the configuration ---------------------------------------------------------------------

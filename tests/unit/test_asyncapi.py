@@ -8,9 +8,9 @@ from typing import Any, get_args
 
 import pytest
 
-from shared import asyncapi
 from shared.contracts import inbound, subjects
 from shared.settings import SERVICES
+from tools import asyncapi
 
 COMMITTED = Path(__file__).parents[2] / "docs" / "asyncapi.json"
 

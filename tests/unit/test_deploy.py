@@ -21,9 +21,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from shared import asyncapi
 from shared.contracts import subjects
 from shared.settings import SERVICES, Settings
+from tools import asyncapi
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
@@ -461,7 +461,7 @@ def test_nats_enables_jetstream_and_reads_passwords_from_the_environment():
 
 
 def test_nats_server_accepts_the_configuration():
-    from shared.embedded import nats_server_binary
+    from tools.embedded import nats_server_binary
 
     try:
         binary = nats_server_binary()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from services.intake import domain
 from shared.contracts import AppealKind, Channel, EventRecord, HotlineCall, ReceptionRecord
@@ -50,4 +50,4 @@ def test_events_without_an_appeal_do_not_enter_a_timeline():
         "event_id": "e1", "appeal_id": "CT-1", "occurred_at": "2026-11-26T09:00:00+08:00",
         "actor": "李四", "unit": "区人社局", "order_id": "WO-1"}, None)
     assert entry.what == "区人社局 signed for order WO-1"
-    assert entry.occurred_at == datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
+    assert entry.occurred_at == datetime(2026, 11, 26, 1, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ expectations are read from it rather than copied, so the tests follow the file.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -496,7 +496,7 @@ def test_a_rating_invitation_in_quiet_hours_waits_until_eight(local_now, expecte
 
 
 def test_quiet_hours_are_read_in_shanghai_whatever_the_zone_of_now():
-    utc_night = datetime(2026, 11, 26, 15, 30, tzinfo=timezone.utc)  # 23:30 in Shanghai
+    utc_night = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
     got = next_send_time(utc_night, "22:00-08:00", TemplateKind.closing, urgent=False)
     assert got == datetime(2026, 11, 27, 8, 0, tzinfo=SH)
     assert got.utcoffset() == timedelta(hours=8)

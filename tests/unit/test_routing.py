@@ -14,7 +14,7 @@ from services.dispatch.domain import (
 )
 from shared.contracts.common import AppealKind
 from shared.district import District, load_district
-from shared.seed import case, seed
+from tools.seed import case, seed
 
 
 @cache

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -98,7 +98,7 @@ def errors_of(model, body) -> dict[str, str]:
 
 
 def test_a_receipt_time_more_than_five_minutes_ahead_is_an_error():
-    now = datetime(2026, 11, 26, 1, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 26, 1, 30, tzinfo=UTC)
     clock.set_clock(lambda: now)
     try:
         ok = (now + timedelta(minutes=4)).isoformat()

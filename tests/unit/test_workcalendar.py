@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -83,12 +83,12 @@ def test_zero_working_days_is_close_of_business_of_the_day_or_the_next_working_d
 
 
 def test_inputs_in_any_zone_give_outputs_in_shanghai():
-    received_utc = datetime(2026, 9, 30, 2, 0, tzinfo=timezone.utc)  # 10:00 in Chengdu
+    received_utc = datetime(2026, 9, 30, 2, 0, tzinfo=UTC)  # 10:00 in Chengdu
     due = CAL.add_working_days(received_utc, 5)
     assert due == at(2026, 10, 13, 17, 30)
     assert due.utcoffset() == timedelta(hours=8)
     # 20:00 UTC on Friday 13 March is already Saturday in Chengdu
-    assert CAL.add_working_days(datetime(2026, 3, 13, 20, 0, tzinfo=timezone.utc), 1) == at(2026, 3, 16, 17, 30)
+    assert CAL.add_working_days(datetime(2026, 3, 13, 20, 0, tzinfo=UTC), 1) == at(2026, 3, 16, 17, 30)
     with pytest.raises(ValueError, match="timezone-aware"):
         CAL.add_working_days(datetime(2026, 9, 30, 10, 0), 5)
 

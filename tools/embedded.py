@@ -60,10 +60,10 @@ class EmbeddedServers:
         self._pg = None
 
     @classmethod
-    def from_env(cls, folder: str | Path | None = None) -> "EmbeddedServers":
+    def from_env(cls, folder: str | Path | None = None) -> EmbeddedServers:
         return cls(folder, os.environ.get("NATS_URL") or None, os.environ.get("DATABASE_URL") or None)
 
-    def start(self) -> "EmbeddedServers":
+    def start(self) -> EmbeddedServers:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.nats_url:
             port = free_port()
@@ -103,7 +103,7 @@ class EmbeddedServers:
         if self._own_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
 
-    def __enter__(self) -> "EmbeddedServers":
+    def __enter__(self) -> EmbeddedServers:
         return self.start()
 
     def __exit__(self, *exc) -> None:

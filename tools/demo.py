@@ -28,7 +28,7 @@ import yaml
 from shared.contracts import SHANGHAI, subjects
 from shared.contracts.common import USCC_CHARSET, mask_phone, uscc_check_character
 from shared.district import DEFAULT_PATH
-from shared.seed import PUBLISHED_UNITS, seed
+from tools.seed import PUBLISHED_UNITS, seed
 
 T0 = time.monotonic()
 TAG = datetime.now(SHANGHAI).strftime("%m%d%H%M%S")
@@ -51,7 +51,7 @@ class MailCatcher:
     def __init__(self) -> None:
         from aiosmtpd.controller import Controller
 
-        from shared.embedded import free_port
+        from tools.embedded import free_port
 
         self.messages: list[dict] = []
         catcher = self
@@ -126,8 +126,8 @@ def main(args=None) -> int:  # noqa: ARG001 - the CLI passes its namespace
 
 
 async def run() -> int:
-    from services.notify.sink import LocalSmsSink
-    from shared.cli import Stack
+    from tools.cli import Stack
+    from tools.sms_sink import LocalSmsSink
 
     say("coffeetime demo: the published cases of 企业咖啡时 (Shuangliu, Chengdu)")
     sink = await LocalSmsSink().start()

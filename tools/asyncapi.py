@@ -103,7 +103,7 @@ def producer_of(subject: str) -> str:
     for prefix, service in _NAMESPACE_PRODUCERS.items():
         if subject.startswith(prefix):
             return service
-    raise KeyError(f"no producer is known for {subject}: add it to shared.asyncapi")
+    raise KeyError(f"no producer is known for {subject}: add it to tools.asyncapi")
 
 
 def consumers_of(subject: str) -> list[str]:

@@ -34,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from shared.db import migrate
-    from shared.embedded import EmbeddedServers
+    from tools.embedded import EmbeddedServers
 
     with EmbeddedServers.from_env() as servers:
         for name in args.services or SERVICES:
@@ -48,7 +48,7 @@ class Stack:
     """Every service as its own process, plus the embedded servers the environment lacks."""
 
     def __init__(self, services=SERVICES, extra_env: dict[str, str] | None = None, quiet: bool = False) -> None:
-        from shared.embedded import EmbeddedServers
+        from tools.embedded import EmbeddedServers
 
         self.servers = EmbeddedServers.from_env()
         self.services = services
@@ -57,7 +57,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.settings = Settings()
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.servers.start()
         env = {**os.environ, **self.servers.env(), **self.extra_env}
         log_dir = self.servers.folder / "logs"
@@ -137,7 +137,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from shared.demo import main as demo_main
+    from tools.demo import main as demo_main
 
     return demo_main(args)
 
@@ -149,7 +149,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from shared.asyncapi import write_document
+    from tools.asyncapi import write_document
 
     path = write_document(Path(args.out))
     print(f"wrote {path}")

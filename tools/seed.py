@@ -7,7 +7,6 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-
 PACKAGED = Path(__file__).with_name("data") / "seed_cases.json"
 """A copy shipped with the package, for a checkout without the programme's shared folder beside it."""
 

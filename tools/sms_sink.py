@@ -15,7 +15,7 @@ on ``asyncio.start_server``:
 
 It can fail the next N requests with a status (:meth:`LocalSmsSink.fail_next`), be
 slow (``delay_seconds``) or be down altogether (:meth:`LocalSmsSink.go_down`: the
-port refuses connections). Run it alone with ``python -m services.notify.sink --port N``.
+port refuses connections). Run it alone with ``python -m tools.sms_sink --port N``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json
 import logging
 import signal
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -118,7 +118,7 @@ def _response(status: int, payload: Any, keep_alive: bool) -> bytes:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 class LocalSmsSink:
@@ -151,7 +151,7 @@ class LocalSmsSink:
 
     # --- life cycle -----------------------------------------------------------------
 
-    async def start(self) -> "LocalSmsSink":
+    async def start(self) -> LocalSmsSink:
         """Listen (on a free port when ``port`` is 0; the chosen port is kept for restarts)."""
         self._stopping.clear()
         self._server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
@@ -187,7 +187,7 @@ class LocalSmsSink:
     def is_down(self) -> bool:
         return self._server is None
 
-    async def __aenter__(self) -> "LocalSmsSink":
+    async def __aenter__(self) -> LocalSmsSink:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -230,7 +230,7 @@ class LocalSmsSink:
 
     # --- waiting --------------------------------------------------------------------
 
-    async def wait_for(self, predicate: Callable[["LocalSmsSink"], bool], timeout: float = 5.0) -> None:
+    async def wait_for(self, predicate: Callable[[LocalSmsSink], bool], timeout: float = 5.0) -> None:
         """Return once ``predicate(self)`` holds; ``TimeoutError`` after ``timeout`` seconds."""
         async with asyncio.timeout(timeout):
             while not predicate(self):
@@ -382,8 +382,8 @@ async def _serve(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m services.notify.sink --port N``: run the sink until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m services.notify.sink", description=__doc__.split("\n", 1)[0])
+    """``python -m tools.sms_sink --port N``: run the sink until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m tools.sms_sink", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8199, help="port to listen on (0: any free port)")
     args = parser.parse_args(argv)
