@@ -8,26 +8,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from services.escalation.domain import (
-    LADDER,
-    URGENT_POLICY,
-    EscalationPolicy,
-    EvaluationWeights,
-    Firing,
-    PolicyTable,
-    UnitMonthStats,
-    cancelled_levels,
-    clock_change,
-    evaluate_unit,
-    firings_due,
-    handling_due_at,
-    overdue_seconds,
-    plan_firings,
-    rank_units,
-    reason_for,
-    sign_for_due_at,
-    targets_for,
-)
+from services.escalation.domain.clock_changes import cancelled_levels, clock_change
+from services.escalation.domain.ladder import LADDER, Firing, firings_due, overdue_seconds, plan_firings, reason_for
+from services.escalation.domain.order_clock import handling_due_at, sign_for_due_at
+from services.escalation.domain.policy import URGENT_POLICY, EscalationPolicy, PolicyTable
+from services.escalation.domain.ranking import EvaluationWeights, UnitMonthStats, evaluate_unit, rank_units
+from services.escalation.domain.recipients import targets_for
 from shared.contracts.events import Person
 from shared.district import District
 from shared.workcalendar import WorkCalendar

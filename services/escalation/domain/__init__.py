@@ -1,0 +1,83 @@
+"""Escalation rules, pure: the ladder of warnings and escalations, who hears each step, and the unit ranking.
+
+One file a concept:
+
+* :mod:`.policy` — :class:`EscalationPolicy` (when the steps fire), the overrides by
+  category and urgency, the policy book :class:`PolicyTable`, :func:`resolve_policy`.
+* :mod:`.ladder` — the clocks and their steps (warnings, overdue 督办, district
+  leader, supervision 通报; difficult 疑难或重大), :class:`Firing`, :func:`plan_firings`,
+  :func:`firings_due`, :func:`reason_for`.
+* :mod:`.recipients` — who hears each step: :func:`targets_for`, :func:`targets_for_order`.
+* :mod:`.clock_changes` — which events stop or re-plan which clocks: :func:`clock_change`.
+* :mod:`.order_clock` — one order's facts (:class:`OrderFacts`, :func:`merge_facts`,
+  :func:`order_facts_from_event`), its deadlines (:func:`sign_for_due_at`,
+  :func:`handling_due_at`), its plan (:func:`plan_order`) and :func:`reconcile`.
+* :mod:`.events` — the events escalation publishes, with stable ids: :func:`step_event`,
+  :func:`deadline_set_event`.
+* :mod:`.ranking` — unit evaluation and ranking (考评排名): :func:`evaluate_unit`, :func:`rank_units`.
+
+Every name is re-exported here, so ``domain.X`` works whichever file holds ``X``.
+"""
+
+from services.escalation.domain.clock_changes import CLOCK_EVENTS, ClockChange, cancelled_levels, clock_change
+from services.escalation.domain.events import deadline_set_event, stable_event_id, step_event, step_reason
+from services.escalation.domain.ladder import (
+    CLOCKS,
+    DIFFICULT_KEY,
+    ESCALATION_LEVELS,
+    LADDER,
+    WARNING_LEVELS,
+    Clock,
+    Firing,
+    Level,
+    TargetLevel,
+    firings_due,
+    overdue_seconds,
+    plan_firings,
+    reason_for,
+)
+from services.escalation.domain.order_clock import (
+    ClosureKind,
+    OrderFacts,
+    OrderPlan,
+    Reconciliation,
+    StepState,
+    appeal_stops,
+    deadlines_to_publish,
+    handling_due_at,
+    merge_facts,
+    order_facts_from_event,
+    plan_order,
+    reconcile,
+    sign_for_due_at,
+)
+from services.escalation.domain.policy import (
+    URGENT_POLICY,
+    CategoryPolicy,
+    EscalationPolicy,
+    PolicyOverride,
+    PolicyTable,
+    resolve_policy,
+)
+from services.escalation.domain.ranking import (
+    EvaluationWeights,
+    RankedUnit,
+    Ranking,
+    UnitEvaluation,
+    UnitMonthStats,
+    evaluate_unit,
+    rank_units,
+    rate,
+)
+from services.escalation.domain.recipients import targets_for, targets_for_order
+
+__all__ = [
+    "CLOCKS", "CLOCK_EVENTS", "DIFFICULT_KEY", "ESCALATION_LEVELS", "LADDER", "URGENT_POLICY", "WARNING_LEVELS",
+    "CategoryPolicy", "Clock", "ClockChange", "ClosureKind", "EscalationPolicy", "EvaluationWeights", "Firing",
+    "Level", "OrderFacts", "OrderPlan", "PolicyOverride", "PolicyTable", "RankedUnit", "Ranking", "Reconciliation",
+    "StepState", "TargetLevel", "UnitEvaluation", "UnitMonthStats",
+    "appeal_stops", "cancelled_levels", "clock_change", "deadline_set_event", "deadlines_to_publish",
+    "evaluate_unit", "firings_due", "handling_due_at", "merge_facts", "order_facts_from_event", "overdue_seconds",
+    "plan_firings", "plan_order", "rank_units", "rate", "reason_for", "reconcile", "resolve_policy",
+    "sign_for_due_at", "stable_event_id", "step_event", "step_reason", "targets_for", "targets_for_order",
+]

@@ -1,0 +1,79 @@
+"""The events escalation publishes: ``ct.deadline.set``, ``ct.deadline.warning`` and ``ct.appeal.escalated``.
+
+Their ids are stable per fact (:func:`stable_event_id`), so a repeat is harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from services.escalation.domain.ladder import WARNING_LEVELS, Clock, Firing, TargetLevel, overdue_seconds, reason_for
+from services.escalation.domain.order_clock import OrderFacts
+from shared.contracts.common import SHANGHAI
+from shared.contracts.events import AppealEscalated, DeadlineSet, DeadlineWarning, Person
+from shared.contracts.subjects import APPEAL_ESCALATED, DEADLINE_WARNING
+
+_EVENT_NAMESPACE = uuid.UUID("5b0f3a8e-7c1d-4e44-9a51-2f6c0d7e9b13")
+
+
+def stable_event_id(*parts: str) -> str:
+    """An event id that is the same for the same fact, so a repeat is dropped by JetStream's window.
+
+    ``esc-`` and a UUID 5 of the parts (e.g. order id and step key).
+    """
+    return "esc-" + uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join(parts)).hex
+
+
+def step_reason(level: str, clock: Clock, due_at: datetime | None, requested_reason: str | None = None) -> str:
+    """The reason an event of a step gives: :func:`reason_for`, or the unit's own for ``difficult``."""
+    if level == "difficult":
+        return f"flagged difficult or major by the unit: {requested_reason}" if requested_reason else "flagged difficult or major by the unit"
+    if due_at is None:
+        raise ValueError(f"a {level} step needs its deadline")
+    return reason_for(Firing(level, due_at, clock, due_at))  # type: ignore[arg-type]
+
+
+def _base(facts: OrderFacts, now: datetime, event_id: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id, "occurred_at": now.astimezone(SHANGHAI), "appeal_id": facts.appeal_id,
+        "source_ref": facts.source_ref, "correlation_id": facts.correlation_id, "actor": "system",
+        "order_id": facts.order_id, "unit_code": facts.unit_code,
+    }
+
+
+def deadline_set_event(facts: OrderFacts, clock: Clock, due_at: datetime, now: datetime) -> DeadlineSet:
+    """``ct.deadline.set`` for a clock started or moved; ``due_at`` in +08:00."""
+    event_id = stable_event_id(facts.order_id, "deadline", clock, due_at.isoformat())
+    return DeadlineSet(**_base(facts, now, event_id), clock=clock, due_at=due_at.astimezone(SHANGHAI))
+
+
+def step_event(
+    facts: OrderFacts,
+    level: TargetLevel,
+    clock: Clock,
+    due_at: datetime | None,
+    step_key: str,
+    targets: list[dict[str, str | None]],
+    now: datetime,
+    requested_reason: str | None = None,
+) -> tuple[str, DeadlineWarning | AppealEscalated]:
+    """The (subject, event) a fired step publishes: a warning, or an escalation of the appeal.
+
+    Its id is stable for (order, step), so the same step never makes two events.
+    """
+    event_id = stable_event_id(facts.order_id, "step", step_key)
+    base = _base(facts, now, event_id)
+    due = due_at.astimezone(SHANGHAI) if due_at is not None else None
+    reason = step_reason(level, clock, due_at, requested_reason)
+    people = [Person.model_validate(t) for t in targets]
+    if level in WARNING_LEVELS:
+        assert due is not None
+        return DEADLINE_WARNING, DeadlineWarning(**base, unit=facts.unit, clock=clock, due_at=due, level=level,
+                                               targets=people, reason=reason, summary=facts.summary)
+    return APPEAL_ESCALATED, AppealEscalated(
+        **base, unit=facts.unit, level=level, reason=reason, clock=clock, due_at=due,
+        overdue_seconds=overdue_seconds(due_at, now) if due_at is not None else 0,
+        targets=people, summary=facts.summary,
+    )
