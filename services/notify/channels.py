@@ -35,6 +35,9 @@ from services.notify.domain import DeliveryPolicy, mask_address
 
 log = logging.getLogger("coffeetime.notify.channels")
 
+_JITTER = random.Random()
+"""Back-off jitter for :func:`send_with_retries` when the caller passes no ``rng`` (the domain draws none itself)."""
+
 WECOM_MAX_BYTES = 2048  # a text message's content limit on WeCom group robots
 # WeCom errcodes worth retrying: -1 system busy, 45009 / 45033 rate or concurrency limits
 WECOM_RETRYABLE_ERRCODES = frozenset({-1, 45009, 45033})
@@ -492,4 +495,4 @@ async def send_with_retries(
             exc.attempts = attempt
             if not exc.retryable or attempt >= policy.max_attempts:
                 raise
-            await sleep(policy.delay(attempt, rng))
+            await sleep(policy.delay(attempt, rng or _JITTER))

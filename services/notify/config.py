@@ -1,7 +1,9 @@
 """Notify's per-process context: the rules, the district, the HTTP clients and the channel clients.
 
-Built once at start-up from :class:`~shared.settings.Settings`; a bad rules file or
-district file stops the service naming the field. The SMS gateway and the WeCom
+Everything notify reads from files or the environment is read here (the rules file and
+its overrides included), so the domain gets loaded objects and stays pure. Built once
+at start-up from :class:`~shared.settings.Settings`; a bad rules file or district file
+stops the service naming the field. The SMS gateway and the WeCom
 robots each have an HTTP client of their own, its pool sized to the channel's
 delivery concurrency; both are closed when the service stops.
 """
@@ -11,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+import yaml
 
 from services.notify.channels import Channels, SmsGateway, SmtpMailer, UnconfiguredChannel, WeComWebhook
-from services.notify.domain import NotifyRules, load_rules
+from services.notify.domain import NotifyRules, RulesError, rules_from_document
 from shared.district import District, load_district
 from shared.settings import Settings
 
@@ -31,6 +35,8 @@ HTTP_CONCURRENCY = 16
 connection pool (all kept alive). Requests never queue for a connection, and the pool stays small: httpcore
 looks at every pooled connection (a readability check each, and a quadratic count of the idle ones) whenever
 a request starts or ends. A channel of its own pool never waits for connections another channel holds."""
+
+DEFAULT_RULES_PATH = Path(__file__).with_name("rules.yaml")
 
 NO_GATEWAY = "未配置短信网关 / no SMS gateway configured (set SMS_GATEWAY_URL)"
 
@@ -53,6 +59,33 @@ class Context:
             event = self.wake_events.get(channel)
             if event is not None:
                 event.set()
+
+
+def load_rules(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> NotifyRules:
+    """Read and validate the rules file.
+
+    The path is ``path``, else ``NOTIFY_RULES``, else the packaged ``rules.yaml``.
+    ``QUIET_HOURS`` (empty turns them off), ``SMS_MAX_LENGTH``, ``NOTIFY_MAX_ATTEMPTS``,
+    ``NOTIFY_BACKOFF_BASE_SECONDS`` and ``NOTIFY_BACKOFF_CAP_SECONDS`` override the file. Raises :class:`RulesError` naming the file and the field.
+    """
+    env = os.environ if env is None else env
+    file = Path(path or env.get("NOTIFY_RULES") or DEFAULT_RULES_PATH)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RulesError(f"{file}: cannot read the rules: {exc}") from exc
+    if isinstance(raw, dict):  # anything else is refused by rules_from_document, naming the file
+        if "QUIET_HOURS" in env:
+            raw.setdefault("quiet_hours", {})["window"] = env["QUIET_HOURS"]
+        if env.get("SMS_MAX_LENGTH"):
+            raw.setdefault("sms", {})["max_length"] = env["SMS_MAX_LENGTH"]
+        if env.get("NOTIFY_MAX_ATTEMPTS"):
+            raw.setdefault("delivery", {})["max_attempts"] = env["NOTIFY_MAX_ATTEMPTS"]
+        if env.get("NOTIFY_BACKOFF_BASE_SECONDS"):
+            raw.setdefault("delivery", {})["backoff_base_seconds"] = env["NOTIFY_BACKOFF_BASE_SECONDS"]
+        if env.get("NOTIFY_BACKOFF_CAP_SECONDS"):
+            raw.setdefault("delivery", {})["backoff_cap_seconds"] = env["NOTIFY_BACKOFF_CAP_SECONDS"]
+    return rules_from_document(raw, str(file))
 
 
 def rules_for(settings: Settings) -> NotifyRules:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -49,6 +50,8 @@ RECORD_RETRIES = (0.2, 1.0)
 """Pauses before trying a round's recording transaction again (it is idempotent); then the leases run out."""
 POLL_INTERVAL_S = 0.25
 """Longest pause between rounds when nothing wakes the worker."""
+JITTER = random.Random()
+"""Where the back-off jitter of retries comes from (the domain takes it as a parameter)."""
 MAX_INTERRUPTED = 3
 """Claims cut short (crash, stop) tolerated beyond max_attempts before a message is given up."""
 
@@ -170,7 +173,8 @@ class DeliveryWorker:
             error = a.error
             outcome = domain.after_attempt(a.message.attempt, now, policy,
                                            error=error.reason if error is not None else None,
-                                           retryable=error.retryable if error is not None else False)
+                                           retryable=error.retryable if error is not None else False,
+                                           rng=JITTER)
             recorded.append(store.Recorded(a.message, outcome, int(a.seconds * 1000)))
         return recorded
 

@@ -115,7 +115,8 @@ async def _parse(batch: list[Delivery], ctx: Context) -> list[Received]:
 
 def _plan(ctx: Context, subject: str, event: dict[str, Any], contact: dict[str, Any] | None,
           now: datetime) -> list[tuple[domain.PlannedNotification, str]]:
-    planned = domain.plan_notifications(subject, event, ctx.district, ctx.rules, now, contact=contact)
+    planned = domain.plan_notifications(subject, event, ctx.district, ctx.rules, now, contact=contact,
+                                        note=log.warning)
     correlation = str(event.get("correlation_id") or "")
     return [(p, correlation) for p in planned]
 

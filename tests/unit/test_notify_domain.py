@@ -6,6 +6,7 @@ expectations are read from it rather than copied, so the tests follow the file.
 
 from __future__ import annotations
 
+import ast
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.notify.config import DEFAULT_RULES_PATH, load_rules
 from services.notify.domain import (
     ELLIPSIS,
     RATING_INSTRUCTIONS,
@@ -25,8 +27,8 @@ from services.notify.domain import (
     QuietWindow,
     RulesError,
     TemplateKind,
+    after_attempt,
     backoff,
-    load_rules,
     mask_address,
     next_send_time,
     notification_id,
@@ -35,6 +37,7 @@ from services.notify.domain import (
     plan_notifications,
     rating_invitation_text,
     render,
+    rules_from_document,
 )
 from shared.contracts import events as ev
 from shared.contracts import subjects as subj
@@ -178,8 +181,6 @@ def test_rules_path_comes_from_notify_rules(tmp_path: Path):
 )
 def test_an_invalid_rules_file_is_refused_naming_the_field(tmp_path: Path, edit, complaint: str):
     import yaml
-
-    from services.notify.domain import DEFAULT_RULES_PATH
 
     raw = yaml.safe_load(DEFAULT_RULES_PATH.read_text(encoding="utf-8"))
     edit(raw)
@@ -623,7 +624,7 @@ def test_render_shortens_the_first_shrinkable_variable_to_fit():
 
 @given(attempt=st.integers(min_value=1, max_value=200), base=st.floats(0.01, 10), cap=st.floats(0.01, 3600), seed=st.integers())
 def test_backoff_stays_between_half_and_the_full_capped_ceiling(attempt, base, cap, seed):
-    delay = backoff(attempt, base, cap, random.Random(seed))
+    delay = backoff(attempt, base, cap, rng=random.Random(seed))
     ceiling = min(cap, base * 2 ** min(attempt - 1, 64))
     assert ceiling / 2 - 1e-9 <= delay <= ceiling + 1e-9
 
@@ -631,15 +632,101 @@ def test_backoff_stays_between_half_and_the_full_capped_ceiling(attempt, base, c
 def test_backoff_grows_then_stops_at_the_cap():
     lowest = random.Random(0)
     lowest.random = lambda: 0.0  # type: ignore[method-assign]
-    assert [backoff(a, 1.0, 10.0, lowest) for a in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert [backoff(a, 1.0, 10.0, rng=lowest) for a in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
     highest = random.Random(0)
     highest.random = lambda: 1.0  # type: ignore[method-assign]
-    assert [backoff(a, 1.0, 10.0, highest) for a in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert [backoff(a, 1.0, 10.0, rng=highest) for a in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     with pytest.raises(ValueError):
-        backoff(0, 1.0, 10.0)
+        backoff(0, 1.0, 10.0, rng=random.Random(0))
 
 
 def test_delivery_policy_max_attempts_is_configurable():
     assert load_rules(env={"NOTIFY_MAX_ATTEMPTS": "3"}).delivery.max_attempts == 3
     policy = DeliveryPolicy(backoff_base_seconds=1, backoff_cap_seconds=4)
     assert 2.0 <= policy.delay(3, random.Random(1)) <= 4.0
+
+
+def test_after_attempt_retries_with_the_jitter_it_is_given_and_gives_up_at_the_budget():
+    policy = DeliveryPolicy(max_attempts=3, backoff_base_seconds=1, backoff_cap_seconds=4)
+    first = after_attempt(1, DAY, policy, error="timeout", retryable=True, rng=random.Random(7))
+    again = after_attempt(1, DAY, policy, error="timeout", retryable=True, rng=random.Random(7))
+    assert first == again and first.result == "retried"
+    assert DAY + timedelta(seconds=0.5) <= first.retry_at <= DAY + timedelta(seconds=1)
+    last = after_attempt(3, DAY, policy, error="timeout", retryable=True, rng=random.Random(7))
+    assert last.result == "failed" and "gave up after 3 attempts" in last.error
+    assert after_attempt(1, DAY, policy, rng=random.Random(7)).result == "delivered"
+
+
+# --- the rules document without its file, and the gaps planning reports ------------------------------------
+
+
+def test_a_rules_document_already_loaded_validates_without_any_file():
+    loaded = rules_from_document({
+        "rules": [{"subject": "ct.appeal.registered", "recipients": ["enterprise"], "channels": ["sms"], "template": "hi"}],
+        "templates": {"hi": {"kind": "receipt", "zh": {"subject": "你好", "text": "收到{appeal_id}"},
+                             "en": {"subject": "Hello", "text": "Got {appeal_id}"}}},
+    })
+    assert list(loaded.templates) == ["hi"]
+    with pytest.raises(RulesError, match="inline: expected a mapping"):
+        rules_from_document(["not", "a", "mapping"], "inline")
+
+
+def test_planning_tells_the_caller_of_a_role_it_cannot_reach_and_plans_the_rest(district, rules, unit):
+    gaps: list[str] = []
+    assert plan(subj.ORDER_REPLIED, replied(unit), district, rules, note=gaps.append) == []
+    assert gaps == ["notify: ct.order.replied evt-0001: no sms address for role enterprise"]
+    gaps.clear()
+    stranger = event(ev.ReturnDecided, order_id="WO-9", unit_code="no-such-unit", unit="某单位", accepted=False)
+    assert plan(subj.ORDER_RETURN_DECIDED, stranger, district, rules, note=gaps.append) == []
+    assert "notify: unit no-such-unit is not in the district configuration" in gaps
+
+
+def test_the_old_module_names_still_resolve_through_the_package():
+    from services.notify import config, domain
+
+    assert domain.load_rules is config.load_rules and domain.DEFAULT_RULES_PATH == config.DEFAULT_RULES_PATH
+    assert domain.plan_notifications is plan_notifications and domain.subject_matches("ct.>", "ct.appeal.registered")
+
+
+# --- the domain stays pure ------------------------------------------------------------------------------------
+
+DOMAIN_PACKAGE = Path(__file__).resolve().parents[2] / "services" / "notify" / "domain"
+IMPURE_MODULES = frozenset({
+    "os", "sys", "io", "pathlib", "shutil", "logging", "random", "time", "yaml", "socket", "subprocess",
+    "httpx", "asyncpg", "nats", "faststream",
+})
+IMPURE_CALLS = frozenset({"open", "getenv", "read_text", "read_bytes", "write_text", "write_bytes", "safe_load", "load"})
+
+
+def _forwarding_shim(tree: ast.Module) -> set[ast.AST]:
+    """The nodes of ``__init__.__getattr__``, which forwards the names that moved to ``config.py``."""
+    return {
+        inner
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+        for inner in ast.walk(node)
+    }
+
+
+@pytest.mark.parametrize("path", sorted(DOMAIN_PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_the_domain_reads_no_file_no_environment_no_clock_and_draws_no_random_numbers(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    shim = _forwarding_shim(tree) if path.name == "__init__.py" else set()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [f"import {a.name}" for a in node.names if a.name.split(".")[0] in IMPURE_MODULES]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if module.split(".")[0] in IMPURE_MODULES:
+                found.append(f"from {module} import ...")
+            elif module.startswith("services") and not module.startswith("services.notify.domain") and node not in shim:
+                found.append(f"from {module} import ... (outside the domain)")
+        elif isinstance(node, ast.Attribute) and node.attr == "environ":
+            found.append("os.environ")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if name in IMPURE_CALLS:
+                found.append(f"{name}(...) at line {node.lineno}")
+    assert found == [], f"{path.name} is not pure: {found}"

@@ -1,0 +1,161 @@
+"""Planning: an event → the notifications it causes, each with a stable identity.
+
+The handler gives :func:`plan_notifications` an event, the district configuration and
+the rules; it gets back the messages to send, each identified by (cause event,
+recipient, channel) so a redelivered event never sends a message twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.notify.domain.masking import mask_address
+from services.notify.domain.quiet_hours import next_send_time
+from services.notify.domain.recipients import ChannelName, Lang, Recipient, RecipientRole, recipients_for
+from services.notify.domain.rules import NotifyRules
+from services.notify.domain.templates import Template, TemplateKind, render
+from services.notify.domain.variables import template_variables
+from shared.district import District
+
+
+def notification_id(event_id: str, recipient: str, channel: str) -> str:
+    """The stable identity of one message: a 32-hex-digit SHA-256 of (cause event id, recipient, channel).
+
+    ``recipient`` is the address (phone, e-mail, webhook URL). The same inputs always
+    give the same id; it is also the SMS gateway's ``id``, so a retried message is
+    dropped as a duplicate there.
+    """
+    if not event_id:
+        raise ValueError("a notification needs the id of the event that caused it")
+    key = "\x1f".join((event_id.strip(), recipient.strip(), channel.strip().lower()))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+class PlannedNotification(BaseModel):
+    """One message to send: where, in which words, not before when."""
+
+    model_config = ConfigDict(frozen=True)
+    notification_id: str = Field(description="Stable id of (cause event, recipient address, channel).")
+    cause_event_id: str
+    cause_subject: str
+    appeal_id: str | None
+    channel: ChannelName
+    address: str = Field(description="Phone, e-mail address or webhook URL.")
+    recipient_role: RecipientRole
+    recipient_name: str
+    lang: Lang
+    template: str
+    template_kind: TemplateKind
+    text: str
+    subject: str | None = Field(None, description="E-mail subject (e-mail only).")
+    not_before: datetime = Field(description="Quiet-hours deferral: do not send earlier.")
+    urgent: bool = False
+
+    @property
+    def masked_address(self) -> str:
+        """The address as logs and outcome events show it."""
+        return mask_address(self.channel, self.address)
+
+
+def plan_notifications(
+    subject: str,
+    event: Mapping[str, Any],
+    district: District,
+    rules: NotifyRules,
+    now: datetime,
+    contact: Mapping[str, Any] | None = None,
+    *,
+    urgent: bool = False,
+    note: Callable[[str], object] | None = None,
+) -> list[PlannedNotification]:
+    """The messages an event causes, per the rules: recipients, channel, rendered text and send time.
+
+    ``event`` is the event as JSON (or ``model_dump()``), ``now`` an aware time.
+    ``contact`` is the enterprise contact stored at registration (``name``, ``phone``,
+    ``lang``, optionally ``enterprise_name`` and ``category``) for events that do not
+    carry it; ``urgent`` marks an urgent appeal for events that do not say so
+    themselves. Each (channel, address) gets at most one message per event, from
+    the first matching rule. SMS texts are shortened to ``rules.sms.max_length``;
+    deferrable SMS get ``not_before`` at the end of quiet hours. ``note`` (for instance
+    a logger's ``warning``) hears of configuration gaps: a unit the district does not
+    know, a role with no address on the rule's channels; the other messages are planned.
+    """
+    event_id = str(event.get("event_id") or "")
+    if not event_id:
+        raise ValueError(f"{subject}: the event has no event_id; a notification's identity needs it")
+    is_urgent = bool(urgent or event.get("urgent") or (contact or {}).get("urgent"))
+    appeal_id = str(event["appeal_id"]) if event.get("appeal_id") else None
+    planned: list[PlannedNotification] = []
+    seen: set[tuple[str, str]] = set()
+    for rule in rules.matching(subject, event):
+        template = rules.templates[rule.template]
+        for role in rule.recipients:
+            reached = False
+            for channel in rule.channels:
+                recipients = recipients_for(role, channel, event, district, contact, note)
+                reached = reached or bool(recipients)
+                for r in recipients:
+                    if (channel, r.address) in seen:
+                        continue
+                    seen.add((channel, r.address))
+                    planned.append(
+                        _plan_one(subject, event, district, rules, now, contact, template, rule.template, channel, r, is_urgent, event_id, appeal_id)
+                    )
+            if not reached:
+                # configuration gap (a unit without liaisons, an appeal without a phone): say so, send the rest
+                if note is not None:
+                    note(f"notify: {subject} {event_id}: no {'/'.join(rule.channels)} address for role {role}")
+    return planned
+
+
+def _plan_one(
+    subject: str,
+    event: Mapping[str, Any],
+    district: District,
+    rules: NotifyRules,
+    now: datetime,
+    contact: Mapping[str, Any] | None,
+    template: Template,
+    template_name: str,
+    channel: ChannelName,
+    recipient: Recipient,
+    urgent: bool,
+    event_id: str,
+    appeal_id: str | None,
+) -> PlannedNotification:
+    words = template.text_for(recipient.lang)
+    variables = template_variables(
+        subject, event, district, recipient.lang, contact=contact, recipient_name=recipient.name, urgent=urgent
+    )
+    if channel == "sms":
+        # an SMS is one paragraph: no line breaks or runs of spaces from free text
+        variables = {k: " ".join(v.split()) for k, v in variables.items()}
+        text = render(words.text, variables, max_length=rules.sms.max_length, shrink_order=rules.sms.shrink_order)
+        not_before = next_send_time(
+            now, rules.quiet_hours.parsed, template.kind, urgent, defer_kinds=rules.quiet_hours.defer, tz=rules.quiet_hours.tz
+        )
+    else:
+        text = render(words.text, variables)
+        not_before = now
+    return PlannedNotification(
+        notification_id=notification_id(event_id, recipient.address, channel),
+        cause_event_id=event_id,
+        cause_subject=subject,
+        appeal_id=appeal_id,
+        channel=channel,
+        address=recipient.address,
+        recipient_role=recipient.role,
+        recipient_name=recipient.name,
+        lang=recipient.lang,
+        template=template_name,
+        template_kind=template.kind,
+        text=text,
+        subject=" ".join(render(words.subject, variables).split()) if channel == "email" else None,
+        not_before=not_before,
+        urgent=urgent,
+    )

@@ -1,0 +1,209 @@
+"""Template variables: what each ``{placeholder}`` says for one event, in zh or en.
+
+Labels (主办 / lead, 签收 / sign-for, levels, outcomes), times shown in Asia/Shanghai,
+durations in days and hours, and the lines of a monthly list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from services.notify.domain.quiet_hours import SHANGHAI
+from services.notify.domain.ratings import RATING_INSTRUCTIONS
+from shared.district import District
+
+_LABELS: dict[str, dict[str, Any]] = {
+    "zh": {
+        "order_role": {"lead": "主办", "co": "协办"},
+        "clock": {"sign_for": "签收", "handling": "办理"},
+        "level": {
+            "overdue": "超期督办",
+            "district_leader": "超期未办结",
+            "supervision": "超期通报",
+            "difficult": "疑难或重大问题",
+            "warning_75": "已用去75%时限",
+            "warning_1d": "距到期不足1个工作日",
+        },
+        "outcome": {
+            "satisfied": "满意",
+            "basically_satisfied": "基本满意",
+            "not_rated": "未评价",
+            "answered": "已答复",
+        },
+        "resolved": {True: "已解决", False: "未完全解决"},
+        "urgent_mark": "【紧急】",
+        "no_enterprise": "未具名企业",
+        "working_days": "{n}个工作日",
+    },
+    "en": {
+        "order_role": {"lead": "lead", "co": "co-handling"},
+        "clock": {"sign_for": "sign-for", "handling": "handling"},
+        "level": {
+            "overdue": "overdue",
+            "district_leader": "overdue and still open",
+            "supervision": "overdue, for public notice",
+            "difficult": "difficult or major",
+            "warning_75": "75% of the time used",
+            "warning_1d": "due within one working day",
+        },
+        "outcome": {
+            "satisfied": "satisfied",
+            "basically_satisfied": "basically satisfied",
+            "not_rated": "not rated",
+            "answered": "answered",
+        },
+        "resolved": {True: "solved", False: "not fully solved"},
+        "urgent_mark": "[URGENT] ",
+        "no_enterprise": "enterprise not named",
+        "working_days": "{n} working days",
+    },
+}
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def _fmt_time(value: datetime, lang: str) -> str:
+    local = value.astimezone(SHANGHAI) if value.tzinfo else value
+    if lang == "en":
+        return local.strftime("%Y-%m-%d %H:%M")
+    return f"{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def _fmt_duration(seconds: int, lang: str) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if lang == "en":
+        parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes and not days else ""]
+        return " ".join(p for p in parts if p) or "0 min"
+    parts = [f"{days}天" if days else "", f"{hours}小时" if hours else "", f"{minutes}分钟" if minutes and not days else ""]
+    return "".join(parts) or "0分钟"
+
+
+def _fmt_number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
+def _label(lang: str, group: str, key: Any) -> str:
+    if isinstance(key, StrEnum):
+        key = key.value
+    return _LABELS[lang][group].get(key, "" if key is None else str(key))
+
+
+def _enterprise_name(event: Mapping[str, Any], contact: Mapping[str, Any] | None) -> str:
+    enterprise = event.get("enterprise")
+    if isinstance(enterprise, Mapping) and enterprise.get("name"):
+        return str(enterprise["name"])
+    for source in (event, contact or {}):
+        for key in ("enterprise_name", "enterprise"):
+            if isinstance(source.get(key), str) and source[key]:
+                return source[key]
+    return ""
+
+
+def _items(event: Mapping[str, Any], lang: str) -> str:
+    lines = []
+    for i, item in enumerate(event.get("items") or [], start=1):
+        if not isinstance(item, Mapping):
+            continue
+        head = f"{i}. {item.get('appeal_id', '')} {item.get('unit', '')}".rstrip()
+        bits = []
+        if item.get("enterprise"):
+            bits.append(str(item["enterprise"]))
+        if item.get("summary"):
+            bits.append(str(item["summary"]))
+        due = _as_datetime(item.get("due_at"))
+        if due:
+            bits.append(("due " if lang == "en" else "时限") + _fmt_time(due, lang))
+        if item.get("overdue_seconds"):
+            late = _fmt_duration(item["overdue_seconds"], lang)
+            bits.append(f"{late} overdue" if lang == "en" else f"超期{late}")
+        if item.get("level"):
+            bits.append(_label(lang, "level", item["level"]))
+        sep = "; " if lang == "en" else "；"
+        lines.append(head + (": " if lang == "en" else "：") + sep.join(bits) if bits else head)
+    return "\n".join(lines)
+
+
+def template_variables(
+    subject: str,
+    event: Mapping[str, Any],
+    district: District,
+    lang: str,
+    *,
+    contact: Mapping[str, Any] | None = None,
+    recipient_name: str = "",
+    urgent: bool = False,
+) -> dict[str, str]:
+    """The values of every template variable for one event, in one language.
+
+    Values come from the event first; the enterprise's name may also come from the
+    contact stored at registration, and the unit's name from the district.
+    """
+    lang = "en" if lang == "en" else "zh"
+    labels = _LABELS[lang]
+    unit_name = str(event.get("unit") or "")
+    if not unit_name and event.get("unit_code"):
+        try:
+            unit_name = district.unit(str(event["unit_code"])).name
+        except KeyError:
+            unit_name = str(event["unit_code"])
+    due = _as_datetime(event.get("due_at"))
+    if due is not None:
+        deadline = _fmt_time(due, lang)
+    elif event.get("deadline_days") is not None:
+        deadline = labels["working_days"].format(n=event["deadline_days"])
+    else:
+        deadline = ""
+    reasons = event.get("reasons")
+    reason = str(event.get("reason") or "")
+    if not reason and isinstance(reasons, list):
+        reason = ("; " if lang == "en" else "；").join(str(r) for r in reasons)
+    summary = str(event.get("summary") or event.get("title") or event.get("content") or "")
+    items = event.get("items") if isinstance(event.get("items"), list) else []
+    return {
+        "appeal_id": str(event.get("appeal_id") or ""),
+        "order_id": str(event.get("order_id") or ""),
+        "enterprise": _enterprise_name(event, contact) or labels["no_enterprise"],
+        "unit": unit_name,
+        "order_role": _label(lang, "order_role", event.get("role")),
+        "summary": summary,
+        "reply": str(event.get("reply") or ""),
+        "resolved": labels["resolved"][bool(event.get("resolved"))] if "resolved" in event else "",
+        "deadline": deadline,
+        "deadline_days": _fmt_number(event.get("deadline_days")),
+        "sign_hours": _fmt_number(event.get("sign_hours")),
+        "clock": _label(lang, "clock", event.get("clock") or ("handling" if subject.endswith("escalated") else None)),
+        "level": _label(lang, "level", event.get("level")),
+        "reason": reason,
+        "days": _fmt_number(event.get("days")),
+        "return_count": _fmt_number(event.get("return_count")),
+        "reopen_count": _fmt_number(event.get("reopen_count")),
+        "overdue": _fmt_duration(event.get("overdue_seconds") or 0, lang),
+        "outcome": _label(lang, "outcome", event.get("outcome")),
+        "answer": str(event.get("answer") or ""),
+        "comment": str(event.get("comment") or ""),
+        "category": str(event.get("category") or event.get("category_hint") or ""),
+        "recipient": recipient_name,
+        "district": district.name,
+        "urgent_mark": labels["urgent_mark"] if urgent else "",
+        "rating_instructions": RATING_INSTRUCTIONS[lang],
+        "month": str(event.get("month") or ""),
+        "items": _items(event, lang),
+        "item_count": str(len(items)),
+    }
