@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import nats
 import nats.errors
@@ -35,7 +35,14 @@ from pydantic import BaseModel, ValidationError
 
 from shared import metrics
 from shared.contracts.common import FieldError, field_errors
-from shared.contracts.subjects import STREAMS, StreamDef, dead_letter_subject, stream_for
+from shared.contracts.subjects import (
+    STREAMS,
+    StreamDef,
+    contract_for,
+    contracts_under,
+    dead_letter_subject,
+    stream_for,
+)
 
 log = logging.getLogger("coffeetime.bus")
 M = TypeVar("M", bound=BaseModel)
@@ -43,7 +50,7 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass
 class Delivery:
-    """One fetched JetStream message, with what the handler needs to know about it."""
+    """One fetched JetStream message, parsed into its contract model by the consumer before any handler."""
 
     raw: Msg
     subject: str
@@ -60,11 +67,19 @@ class Delivery:
         return cls(raw=msg, subject=msg.subject, data=msg.data, msg_id=(msg.headers or {}).get("Nats-Msg-Id"),
                    num_delivered=meta.num_delivered, stream_seq=meta.sequence.stream)
 
-    def json(self) -> Any:
-        return json.loads(self.data)
+    @property
+    def message(self) -> Any:
+        """The contract model of this message (None when it failed validation: see ``errors``)."""
+        return self.parsed
+
+    @property
+    def key(self) -> str:
+        """A key unique to this stored message, for an inbox of messages that carry no id of their own."""
+        return f"{self.subject}#{self.stream_seq}"
 
     def parse(self, model: type[M]) -> M | None:
         """Validate the body against ``model``; on failure keep field errors and return None."""
+        self.parsed, self.errors = None, []
         try:
             self.parsed = model.model_validate_json(self.data)
             return self.parsed
@@ -74,6 +89,9 @@ class Delivery:
             else:
                 self.errors = field_errors(exc)
             return None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
 
     def readable_field(self, name: str) -> str | None:
         """A field read from a body that may be invalid, for error reports."""
@@ -121,13 +139,32 @@ async def ensure_consumer(js, stream: str, durable: str, subject: str, max_deliv
                     extra={"consumer": durable, "error": str(exc)})
 
 
-@dataclass
+class InvalidMessage(ValueError):
+    """A message that does not fit its contract; raised for subjects whose invalid messages are dead-lettered."""
+
+
+@dataclass(frozen=True)
 class Subscription:
+    """One declared subscription: everything about a consumer is read from here.
+
+    The consumer loop, the metrics' labels and the AsyncAPI document
+    (``tools/asyncapi.py``) all come from this one declaration.
+    """
+
     service: str
     subject: str
     durable: str
     stream: str
     handler: BatchHandler
+    #: "reject": the handler sees invalid messages (with field errors) and answers them;
+    #: "dead_letter": an invalid message goes straight to the dead-letter subject (a producer's bug)
+    invalid: Literal["reject", "dead_letter"] = "dead_letter"
+    summary: str = ""
+
+    @property
+    def contracts(self) -> dict[str, type[BaseModel]]:
+        """The contract model of each subject this subscription receives."""
+        return contracts_under(self.subject)
 
 
 class ConsumerGroup:
@@ -159,11 +196,22 @@ class ConsumerGroup:
     def durable_name(self, subject: str) -> str:
         return f"{self.service}-" + subject.replace(".", "_").replace("*", "any").replace(">", "all")
 
-    def subscribe(self, subject: str, handler: BatchHandler, durable: str | None = None) -> None:
-        """Register ``handler`` for ``subject`` on a durable pull consumer shared by all replicas."""
-        stream = stream_for(subject).name
-        self.subscriptions.append(Subscription(self.service, subject, durable or self.durable_name(subject),
-                                               stream, handler))
+    def subscribe(self, subject: str, handler: BatchHandler, *, invalid: Literal["reject", "dead_letter"] = "dead_letter",
+                  durable: str | None = None) -> Subscription:
+        """Declare ``handler`` for ``subject`` on a durable pull consumer shared by all replicas.
+
+        Every message is parsed into its contract model (``shared.contracts.subjects``)
+        before the handler sees it.
+        """
+        if not contracts_under(subject):
+            raise KeyError(f"{self.service}: no contract covers {subject}")
+        if any(s.subject == subject for s in self.subscriptions):
+            raise ValueError(f"{self.service} subscribes to {subject} twice")
+        doc = (getattr(handler, "__doc__", None) or "").strip().splitlines()
+        sub = Subscription(self.service, subject, durable or self.durable_name(subject), stream_for(subject).name,
+                           handler, invalid, doc[0] if doc else "")
+        self.subscriptions.append(sub)
+        return sub
 
     async def declare(self, js) -> None:
         for sub in self.subscriptions:
@@ -222,6 +270,9 @@ class ConsumerGroup:
         for d in batch:
             if d.num_delivered > 1:
                 metrics.REDELIVERIES.labels(self.service, sub.subject).inc()
+        batch = await self._parse(sub, batch)
+        if not batch:
+            return
         try:
             await sub.handler(batch)
         except Exception as exc:  # noqa: BLE001 - isolate the failing message below
@@ -231,7 +282,6 @@ class ConsumerGroup:
                 log.warning("batch failed; handling its messages one by one",
                             extra={"subject": sub.subject, "size": len(batch), "error": repr(exc)})
                 for d in batch:
-                    d.parsed, d.errors = None, []
                     try:
                         await sub.handler([d])
                     except Exception as one_exc:  # noqa: BLE001
@@ -250,6 +300,26 @@ class ConsumerGroup:
             if self.on_committed:
                 self.on_committed()
         metrics.HANDLER_SECONDS.labels(self.service, sub.subject).observe(time.perf_counter() - started)
+
+    async def _parse(self, sub: Subscription, batch: list[Delivery]) -> list[Delivery]:
+        """Each message into its contract model; what cannot be parsed is dead-lettered at once where declared so.
+
+        Parsing is deterministic: retrying an invalid domain event would fail the same way.
+        """
+        kept = []
+        for d in batch:
+            try:
+                model = contract_for(d.subject)
+            except KeyError:
+                d.errors = [FieldError(field="subject", message=f"no contract for {d.subject}")]
+            else:
+                d.parse(model)
+            if d.parsed is None and sub.invalid == "dead_letter":
+                await self.dead_letter(sub, d, InvalidMessage(
+                    f"{d.subject}: " + "; ".join(f"{e.field}: {e.message}" for e in d.errors)))
+            else:
+                kept.append(d)
+        return kept
 
     async def _failed(self, sub: Subscription, d: Delivery, exc: BaseException) -> None:
         if d.num_delivered >= self.max_deliver:

@@ -1,8 +1,15 @@
 """The shape every service shares: database, broker, outbox relay, HTTP, start and stop.
 
-A service's ``__main__.py`` builds a :class:`Service`, registers its subscribers
-(``service.consumers.subscribe``), its HTTP routes (``service.http``) and its
-background tasks, and hands it to :func:`run`.
+A service's ``__main__.py`` builds a :class:`Service`; its ``handlers.py``
+declares what it consumes (``service.consumers.subscribe``) and what it publishes
+(``service.publishes``), its ``api.py`` adds HTTP routes (``service.http``), and
+background tasks go in ``service.background``; :func:`run` serves it. Building a
+service does no I/O, so the AsyncAPI generator reads those declarations from the
+same objects that run (``tools/asyncapi.py``).
+
+One NATS connection per process: FastStream's broker owns it (the query
+responders are FastStream subscribers); the consumers, the outbox relay and the
+consumer statistics use its JetStream context.
 """
 
 from __future__ import annotations
@@ -17,31 +24,44 @@ import asyncpg
 import nats
 import uvicorn
 from fastapi import FastAPI, Response
+from fastapi.responses import PlainTextResponse
 from faststream.nats import NatsBroker
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from shared import metrics
 from shared.bus import ConsumerGroup, ensure_streams
 from shared.db import create_pool, migrate
+from shared.http import install_problem_handlers
 from shared.logs import setup_logging
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
+from shared.unit_of_work import Publications, UnitOfWork
 
 log = logging.getLogger("coffeetime.service")
 
 BackgroundTask = Callable[["Service"], Awaitable[None]]
 
 
+class Health(BaseModel):
+    """What ``/livez``, ``/readyz`` and ``/healthz`` answer."""
+
+    service: str
+    ok: bool
+    database: bool | None = None
+    nats: bool | None = None
+
+
 class Service:
     def __init__(self, name: str, settings: Settings, migrations: Path) -> None:
-        if not settings.nats_url or not settings.database_url:
-            raise RuntimeError("NATS_URL and DATABASE_URL must be set (coffeetime up starts embedded servers)")
         self.name = name
         self.settings = settings
         self.migrations = migrations
         self.broker = NatsBroker(
-            settings.nats_url.split(","),
+            (settings.nats_url or "nats://127.0.0.1:4222").split(","),
+            name=f"coffeetime-{name}",
+            reconnect_time_wait=0.5,
             middlewares=[NatsPrometheusMiddleware(registry=metrics.registry, app_name=name)],
             graceful_timeout=15,
             logger=logging.getLogger(f"coffeetime.{name}.faststream"),
@@ -52,7 +72,9 @@ class Service:
             max_deliver=settings.max_deliver, ack_wait=settings.ack_wait_s, backoff=settings.backoff(),
             on_committed=self.wake_outbox,
         )
+        self.publications = Publications(name)
         self.http = FastAPI(title=f"coffeetime {name}", version="1.0")
+        install_problem_handlers(self.http)
         self.pool: asyncpg.Pool | None = None
         self.nc: nats.NATS | None = None
         self.js = None
@@ -64,23 +86,48 @@ class Service:
     # --- wiring -------------------------------------------------------------------
 
     def _add_ops_routes(self) -> None:
-        @self.http.get("/healthz", tags=["operations"], summary="Liveness and readiness")
-        async def healthz(response: Response) -> dict:
-            checks = {"database": False, "nats": False}
-            try:
-                if self.pool:
-                    async with self.pool.acquire(timeout=2) as conn:
-                        checks["database"] = await conn.fetchval("SELECT true")
-            except Exception:  # noqa: BLE001 - reported as unhealthy
-                pass
-            checks["nats"] = bool(self.nc and self.nc.is_connected)
-            ok = all(checks.values())
-            response.status_code = 200 if ok else 503
-            return {"service": self.name, "ok": ok, **checks}
+        @self.http.get("/livez", tags=["operations"], summary="Liveness: the process serves (restart it if not)",
+                       response_model=Health)
+        async def livez() -> Health:
+            # no dependency is checked here: a PostgreSQL or NATS outage must not restart every pod
+            return Health(service=self.name, ok=True)
 
-        @self.http.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+        @self.http.get("/readyz", tags=["operations"], response_model=Health, responses={503: {"model": Health}},
+                       summary="Readiness: PostgreSQL and NATS answer (send traffic only then)")
+        async def readyz(response: Response) -> Health:
+            health = await self.health()
+            response.status_code = 200 if health.ok else 503
+            return health
+
+        @self.http.get("/healthz", tags=["operations"], response_model=Health, responses={503: {"model": Health}},
+                       summary="Readiness, under its older name")
+        async def healthz(response: Response) -> Health:
+            return await readyz(response)
+
+        @self.http.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+                       response_class=PlainTextResponse)
         async def prometheus_metrics() -> Response:
             return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def health(self) -> Health:
+        """Whether this process's database and NATS connection answer now."""
+        database = False
+        try:
+            if self.pool:
+                async with self.pool.acquire(timeout=2) as conn:
+                    database = bool(await conn.fetchval("SELECT true"))
+        except Exception:  # noqa: BLE001 - reported as not ready
+            pass
+        nats_ok = bool(self.nc and self.nc.is_connected)
+        return Health(service=self.name, ok=database and nats_ok, database=database, nats=nats_ok)
+
+    def publishes(self, *subjects: str) -> None:
+        """Declare the subjects this service publishes (checked on every staged event, and documented)."""
+        self.publications.declare(*subjects)
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A new unit of work: one transaction whose events are relayed once it commits."""
+        return UnitOfWork(self.name, self.pool, self.publications, on_commit=self.wake_outbox)
 
     def background_owner(self, kind: type):
         """The object of type ``kind`` that owns one of the background tasks (its scanner, its context)."""
@@ -98,10 +145,11 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
+        if not s.nats_url or not s.database_url:
+            raise RuntimeError("NATS_URL and DATABASE_URL must be set (coffeetime up starts embedded servers)")
         await migrate(s.database_url, self.name, self.migrations)
         self.pool = await create_pool(s.database_url, self.name, s.db_pool_size)
-        self.nc = await nats.connect(s.nats_url.split(","), name=f"coffeetime-{self.name}-admin",
-                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        self.nc = await self.broker.connect()  # the process's one NATS connection
         self.js = self.nc.jetstream()
         await ensure_streams(self.js)
         await self.consumers.declare(self.js)
@@ -117,21 +165,17 @@ class Service:
 
     async def stop(self) -> None:
         await self.consumers.stop()
-        try:
-            await self.broker.stop()  # waits for in-flight handlers (graceful_timeout)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("broker stop failed", extra={"error": repr(exc)})
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self.relay:
-            await self.relay.stop()
-        if self.nc:
-            try:
-                await self.nc.close()  # consumers and relay are stopped: nothing left to drain
-            except Exception:  # noqa: BLE001
-                pass
+            await self.relay.stop()  # its last round still publishes on the connection
+        try:
+            await self.broker.stop()  # waits for in-flight responders (graceful_timeout), drains, closes
+        except Exception as exc:  # noqa: BLE001
+            log.warning("broker stop failed", extra={"error": repr(exc)})
+        self.nc = None
         if self.pool:
             await self.pool.close()
         log.info("service stopped", extra={"service_name": self.name})

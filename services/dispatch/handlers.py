@@ -42,8 +42,8 @@ class ActionResult:
 
 def register(service: Service, district: District) -> None:
     service.consumers.subscribe(subjects.APPEAL_REGISTERED, registration_handler(service, district))
-    service.consumers.subscribe(subjects.IN_ORDER_ALL, unit_action_handler(service, district))
-    service.consumers.subscribe(subjects.IN_FEEDBACK, feedback_handler(service, district))
+    service.consumers.subscribe(subjects.IN_ORDER_ALL, unit_action_handler(service, district), invalid="reject")
+    service.consumers.subscribe(subjects.IN_FEEDBACK, feedback_handler(service, district), invalid="reject")
     service.consumers.subscribe(subjects.DEADLINE_SET, order_note_handler(service, note_deadlines))
     service.consumers.subscribe(subjects.APPEAL_ESCALATED, order_note_handler(service, note_escalations))
     service.background.append(close_unrated_appeals(district))

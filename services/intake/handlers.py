@@ -40,7 +40,8 @@ TIMELINE_SUBJECTS = ("ct.appeal.>", "ct.order.>", "ct.deadline.>", "ct.notify.>"
 
 def register(service: Service) -> None:
     for subject, (model, to_appeals, id_field) in APPEAL_SOURCES.items():
-        service.consumers.subscribe(subject, registration_handler(service, subject, model, to_appeals, id_field))
+        service.consumers.subscribe(subject, registration_handler(service, subject, model, to_appeals, id_field),
+                                    invalid="reject")
     for subject in TIMELINE_SUBJECTS:
         service.consumers.subscribe(subject, timeline_handler(service))
 

@@ -132,3 +132,28 @@ EVENTS: dict[str, type] = {
     NOTIFY_DELIVERED: ev.NotificationDelivered,
     NOTIFY_FAILED: ev.NotificationFailed,
 }
+
+
+# the NATS filter of each inbound subject whose name is a template
+_INBOUND_FILTERS: dict[str, str] = {IN_ORDER: IN_ORDER_ALL}
+
+
+def contract_for(subject: str) -> type:
+    """The contract model of a concrete subject (``ct.in.order.sanitation.sign`` → ``UnitAction``)."""
+    model = EVENTS.get(subject) or INBOUND.get(subject)
+    if model is not None:
+        return model
+    for template, pattern in _INBOUND_FILTERS.items():
+        if subject_matches(pattern, subject):
+            return INBOUND[template]
+    raise KeyError(f"no contract model for {subject}")
+
+
+def contracts_under(pattern: str) -> dict[str, type]:
+    """Every contracted subject a consumer filter covers (``ct.order.>`` → the work-order events)."""
+    found = {s: m for s, m in EVENTS.items() if subject_matches(pattern, s)}
+    for s, m in INBOUND.items():
+        f = _INBOUND_FILTERS.get(s, s)
+        if subject_matches(pattern, f) or subject_matches(f, pattern):  # a filter under a template counts too
+            found[s] = m
+    return found

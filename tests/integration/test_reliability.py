@@ -65,7 +65,7 @@ def flaky_service(env, attempts: dict, seen: list, subject: str) -> Service:
                 raise RuntimeError("cannot handle this one")
         seen.extend(d.json()["n"] for d in batch)
 
-    service.consumers.subscribe(subject, handle, durable=f"reliability-{uuid.uuid4().hex[:6]}")
+    service.consumers.subscribe(subject, handle, invalid="reject", durable=f"reliability-{uuid.uuid4().hex[:6]}")
     return service
 
 
