@@ -176,6 +176,7 @@ class OrderRejected(Message):
     order_id: str | None = Field(None, description="The order named.")
     appeal_id: str | None = Field(None, description="The appeal, when the order is known.")
     reason: str = Field(description="not_your_order, illegal_transition, unknown_order, invalid, return_limit_reached ...")
+    rule: str | None = Field(None, description="The business rule the action broke, e.g. OrderMustBeHeldByActingUnit.")
     detail: str = Field("", description="Human-readable explanation.")
     errors: list[FieldError] = Field(default_factory=list, description="Field errors for an invalid action.")
 

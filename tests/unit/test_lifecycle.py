@@ -30,6 +30,7 @@ from services.dispatch.domain import (
     close_with_appeal,
     decide,
     order_id_for,
+    rules,
     start_appeal,
 )
 from shared.contracts import subjects as s
@@ -376,6 +377,7 @@ def test_a_refusal_gives_the_order_rejected_notice_without_changing_anything():
     notice = outcome.rejection(action="sign", unit_code="energy_office", now=NOW, order_id="AP1-W01",
                                appeal_id="AP1", action_id="act-1").build("ev-9")
     assert notice.reason == "not_your_order" and notice.order_id == "AP1-W01"
+    assert notice.rule == "OrderMustBeHeldByActingUnit"
     assert outcome.rejection(action="sign", unit_code="x", now=NOW).subject == s.ORDER_REJECTED
 
 
@@ -386,6 +388,99 @@ def test_payload_comes_from_the_inbound_unit_action():
     assert (payload.actor, payload.days, payload.reason, payload.co_units) == ("李四", 5, "需协调", ("power_supply",))
     result = accepted(decide(district(), order(OrderStatus.signed), "extend", TOWN, payload, appeal(), NOW))
     assert result.events[0].fields["correlation_id"] == "corr-7"
+
+
+# --- each refusal names its rule ------------------------------------------------------------------------
+
+
+QUEUED = {"status": AppealStatus.queued, "orders_issued": 0, "unit_codes": ()}
+REFUSALS = [
+    pytest.param(lambda: act("sign", None, TOWN), "OrderMustExist", UNKNOWN_ORDER,
+                 id="acting on an unknown order"),
+    pytest.param(lambda: act("sign", order(appeal_id="AP2"), TOWN), "OrderMustBelongToAppeal", INVALID,
+                 id="acting on another appeal's order"),
+    pytest.param(lambda: act("sign", order(), "energy_office"), "OrderMustBeHeldByActingUnit", NOT_YOUR_ORDER,
+                 id="another unit signs"),
+    pytest.param(lambda: act("grant_extension", order(OrderStatus.signed, pending_extension_days=5), TOWN, days=5),
+                 "OnlyLeadUnitMayDecide", NOT_YOUR_ORDER, id="the holding unit grants its own extension"),
+    pytest.param(lambda: act("dispatch", None, TOWN, appeal(**QUEUED), unit_code=TOWN),
+                 "OnlyLeadUnitMayDecide", NOT_YOUR_ORDER, id="a town dispatches by hand"),
+    pytest.param(lambda: act("sign", order(OrderStatus.signed), TOWN), "ActionMustBeLegalInState", ILLEGAL_TRANSITION,
+                 id="signing twice"),
+    pytest.param(lambda: act("return", order(), TOWN, appeal(return_count=MAX_RETURNS), reason="再次退单"),
+                 "ReturnsMustNotExceedLimit", RETURN_LIMIT_REACHED, id="a third return"),
+    pytest.param(lambda: act("extend", order(OrderStatus.signed, pending_extension_days=5), TOWN, days=5, reason="再延"),
+                 "OneExtensionRequestAtATime", ILLEGAL_TRANSITION, id="a second extension request"),
+    pytest.param(lambda: act("grant_extension", order(OrderStatus.signed), LEAD), "ExtensionMustBePending",
+                 ILLEGAL_TRANSITION, id="granting an extension nobody asked for"),
+    pytest.param(lambda: act("escalate", order(OrderStatus.signed, escalated=True), TOWN, reason="再次"),
+                 "OrderIsEscalatedOnce", ILLEGAL_TRANSITION, id="escalating twice"),
+    pytest.param(lambda: act("dispatch", order(), LEAD, appeal(**QUEUED), unit_code=TOWN),
+                 "DispatchByHandTakesNoOrder", ILLEGAL_TRANSITION, id="dispatching an order by hand"),
+    pytest.param(lambda: act("dispatch", None, LEAD, appeal(), unit_code=TOWN), "AppealMustBeQueued",
+                 ILLEGAL_TRANSITION, id="dispatching an appeal that is not queued"),
+    pytest.param(lambda: act("feedback", order(OrderStatus.signed), "", rating="satisfied"), "OrderMustAwaitRating",
+                 ILLEGAL_TRANSITION, id="rating an order before its reply"),
+    pytest.param(lambda: close_unrated(district(), order(OrderStatus.signed), appeal(), NOW), "OrderMustAwaitRating",
+                 ILLEGAL_TRANSITION, id="closing unrated an order before its reply"),
+    pytest.param(lambda: act("approve", order(), TOWN), "ActionMustBeKnown", INVALID, id="an unknown action"),
+    pytest.param(lambda: act("return", order(), TOWN), "RequiredFieldsMustBeGiven", INVALID,
+                 id="a return without a reason"),
+    pytest.param(lambda: act("redispatch", order(), LEAD), "RequiredFieldsMustBeGiven", INVALID,
+                 id="a redispatch without a unit"),
+    pytest.param(lambda: act("extend", order(OrderStatus.signed), TOWN, days=0, reason="x"),
+                 "ExtensionDaysMustBePositive", INVALID, id="asking for zero days"),
+    pytest.param(lambda: act("feedback", order(OrderStatus.replied), "", rating="great"), "RatingMustBeKnown",
+                 INVALID, id="an unknown rating"),
+    pytest.param(lambda: act("redispatch", order(), LEAD, unit_code="no_such_unit"), "TargetUnitMustExist",
+                 INVALID, id="redispatching to an unknown unit"),
+    pytest.param(lambda: act("redispatch", order(), LEAD, unit_code="supervision_office"),
+                 "TargetUnitMustHandleOrders", INVALID, id="redispatching to the supervision office"),
+    pytest.param(lambda: act("redispatch", order(), LEAD, unit_code=TOWN), "OrderMustMoveToAnotherUnit", INVALID,
+                 id="redispatching to the unit that holds the order"),
+    pytest.param(lambda: act("decide_return", order(OrderStatus.returned), LEAD, accept=True, unit_code=TOWN),
+                 "OrderMustMoveToAnotherUnit", INVALID, id="sending a returned order back to its unit"),
+    pytest.param(lambda: act("dispatch", None, LEAD, appeal(**QUEUED), unit_code=TOWN, co_units=(TOWN,)),
+                 "CoUnitsMustBeNamedOnce", INVALID, id="naming the lead unit as co-handler too"),
+]
+
+
+@pytest.mark.parametrize(("outcome", "rule", "reason"), REFUSALS)
+def test_each_refusal_names_the_rule_it_broke(outcome, rule, reason):
+    result = refused(outcome(), reason)
+    assert result.rule == rule
+    assert getattr(rules, rule).reason == reason
+    assert result.detail
+
+
+def test_the_refusals_above_cover_every_rule_the_domain_applies():
+    named = {p.values[1] for p in REFUSALS}
+    # ActionMustBeWellFormed is the handler's: a message that does not parse never reaches the rules
+    assert named | {"ActionMustBeWellFormed"} == {rule.name for rule in rules.RULES}
+
+
+REASONS_PUBLISHED = {"unknown_order", "not_your_order", "illegal_transition", "return_limit_reached", "invalid"}
+
+
+def test_every_rule_is_named_after_its_class_and_reports_a_public_reason():
+    for rule in rules.RULES:
+        assert rule.name == rule.__name__
+        assert rule.reason in REASONS_PUBLISHED
+        assert rule.message
+
+
+def test_a_refusal_built_from_its_reason_alone_names_the_reasons_general_rule():
+    assert Refused(UNKNOWN_ORDER, "no such appeal").rule == "OrderMustExist"
+    assert Refused(INVALID, "days: not a number").rule == "ActionMustBeWellFormed"
+    assert Refused("something_new").rule == ""
+
+
+def test_a_refusal_because_of_a_rule_says_the_rules_message_when_given_no_detail():
+    result = Refused.because(rules.ReturnsMustNotExceedLimit)
+    assert (result.reason, result.rule) == ("return_limit_reached", "ReturnsMustNotExceedLimit")
+    assert result.detail == rules.ReturnsMustNotExceedLimit.message
+    notice = result.rejection(action="return", unit_code=TOWN, now=NOW).build("ev-1")
+    assert notice.rule == "ReturnsMustNotExceedLimit"
 
 
 # --- starting an appeal -------------------------------------------------------------------------------------
@@ -459,6 +554,7 @@ ALLOWED = {
     ("feedback", "replied", "closed"), ("feedback", "replied", "reopened"),
 }
 REASONS = {UNKNOWN_ORDER, NOT_YOUR_ORDER, ILLEGAL_TRANSITION, RETURN_LIMIT_REACHED, INVALID}
+RULES_BY_NAME = {rule.name: rule for rule in rules.RULES}
 UNIT_CHOICES = [None, TOWN, "energy_office", "power_supply", "traffic_police", LEAD, "supervision_office", "nope"]
 
 
@@ -572,6 +668,7 @@ def run_script(start: tuple[str, str, str | None], script: list) -> tuple[Appeal
 
         if isinstance(outcome, Refused):
             assert outcome.reason in REASONS
+            assert RULES_BY_NAME[outcome.rule].reason == outcome.reason
             assert not hasattr(outcome, "events")
             assert (state, orders) == (before_state, before_orders)
             if action == "return" and acted_on and acted_on.unit_code == unit_code and payload.reason \

@@ -6,7 +6,7 @@ from functools import cache
 
 import pytest
 
-from services.dispatch.domain import (
+from services.dispatch.domain.routing import (
     RoutingInput,
     known_answer,
     parse_proposed_units,

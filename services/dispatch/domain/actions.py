@@ -1,0 +1,76 @@
+"""One entry point: :func:`decide` applies an action by its name (:data:`ACTIONS`).
+
+Events of each accepted action (a refused one has none and changes nothing):
+
+===========================================  =================================================
+sign / return / progress / extend            ct.order.signed / returned / progressed /
+/ reply / escalate                           extension_requested / replied / escalation_requested
+grant_extension / deny_extension             ct.order.extension_granted / extension_denied
+decide_return, rejected                      ct.order.return_decided
+decide_return, accepted, no unit_code        ct.order.return_decided (+ ct.appeal.queued when
+                                             the order was the lead order: the appeal waits)
+decide_return, accepted, with unit_code      ct.order.return_decided + ct.order.dispatched
+redispatch                                   ct.order.return_decided (accepted) + ct.order.dispatched
+dispatch (by hand, from the manual queue)    ct.order.dispatched, one per order (lead + co units)
+feedback satisfied / basically_satisfied     ct.appeal.closed
+feedback unsatisfied (重办)                  ct.appeal.reopened + ct.order.dispatched
+close_unrated (no rating in time)            ct.appeal.closed
+start_appeal                                 ct.appeal.closed (consultation answered at once),
+                                             or ct.appeal.queued, or ct.order.dispatched per order
+===========================================  =================================================
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.dispatch.domain import rules
+from services.dispatch.domain.holding_unit import (
+    reply_to_appeal,
+    report_progress,
+    request_escalation,
+    request_extension,
+    return_order,
+    sign_for,
+)
+from services.dispatch.domain.lead_unit import (
+    decide_return,
+    deny_extension,
+    dispatch_by_hand,
+    grant_extension,
+    redispatch,
+)
+from services.dispatch.domain.outcome import Outcome, Refused
+from services.dispatch.domain.rating import apply_feedback
+from services.dispatch.domain.work_order import ActionPayload, AppealState, WorkOrder
+from shared.district import District
+
+ACTIONS = {
+    "sign": sign_for,
+    "return": return_order,
+    "progress": report_progress,
+    "extend": request_extension,
+    "reply": reply_to_appeal,
+    "escalate": request_escalation,
+    "grant_extension": grant_extension,
+    "deny_extension": deny_extension,
+    "decide_return": decide_return,
+    "redispatch": redispatch,
+    "dispatch": dispatch_by_hand,
+    "feedback": apply_feedback,
+}
+"""Action name (the last token of ``ct.in.order.<unit_code>.<action>``, or ``feedback``) → rule."""
+
+
+def decide(district: District, order: WorkOrder | None, action: str, unit_code: str, payload: ActionPayload,
+           appeal: AppealState, now: datetime) -> Outcome:
+    """Apply one action by ``unit_code`` to ``order`` (None when the order is unknown, or for ``dispatch``).
+
+    Returns :class:`Accepted` with the new states and the events listed in the
+    module docstring, or :class:`Refused` (unknown_order, not_your_order,
+    illegal_transition, return_limit_reached, invalid) with nothing changed.
+    """
+    rule = ACTIONS.get(action)
+    if rule is None:
+        return Refused.because(rules.ActionMustBeKnown, f"action: unknown action {action!r}")
+    return rule(district, order, unit_code, payload, appeal, now)
