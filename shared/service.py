@@ -54,7 +54,8 @@ class Health(BaseModel):
 
 
 class Service:
-    def __init__(self, name: str, settings: Settings, migrations: Path) -> None:
+    def __init__(self, name: str, settings: Settings, migrations: Path,
+                 unit_of_work: type[UnitOfWork] = UnitOfWork) -> None:
         self.name = name
         self.settings = settings
         self.migrations = migrations
@@ -73,6 +74,7 @@ class Service:
             on_committed=self.wake_outbox,
         )
         self.publications = Publications(name)
+        self._unit_of_work = unit_of_work
         self.http = FastAPI(title=f"coffeetime {name}", version="1.0")
         install_problem_handlers(self.http)
         self.pool: asyncpg.Pool | None = None
@@ -127,7 +129,7 @@ class Service:
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work: one transaction whose events are relayed once it commits."""
-        return UnitOfWork(self.name, self.pool, self.publications, on_commit=self.wake_outbox)
+        return self._unit_of_work(self.name, self.pool, self.publications, on_commit=self.wake_outbox)
 
     def background_owner(self, kind: type):
         """The object of type ``kind`` that owns one of the background tasks (its scanner, its context)."""
