@@ -16,12 +16,15 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from shared.bus import Subscription
 from shared.contracts import events as ev
 from shared.contracts import inbound as inb
 from shared.contracts import subjects as sj
@@ -42,50 +45,80 @@ SERVICE_ROLES: dict[str, str] = {
     "notify": "Owns recipients, templates, channels (SMS, e-mail, WeCom), retries and the delivery log.",
 }
 
-# --- who sends and who receives what (DESIGN.md, "Services") -------------------------
+# --- who sends and who receives what --------------------------------------------------
+#
+# Senders outside coffeetime are described here; which service consumes or publishes a
+# subject is read from the services themselves (their declared subscriptions and
+# publications), never typed a second time.
 
-# inbound subject → (its external senders, the service that consumes it, the field holding the sender's id)
-INBOUND_ROLES: dict[str, tuple[str, str, str | None]] = {
-    sj.IN_HOTLINE: ("the hotline system", "intake", "call_id"),
-    sj.IN_APP: ("the app backend", "intake", "submission_id"),
-    sj.IN_RECEPTION: ("the reception desk, chief representatives and tea talks", "intake", "record_id"),
-    sj.IN_EVENT: ("coffee-event organisers", "intake", "event_id"),
-    sj.IN_ORDER: ("handling units and the lead unit", "dispatch", "action_id"),
+# inbound subject → (its external senders, the field holding the sender's id)
+INBOUND_SENDERS: dict[str, tuple[str, str | None]] = {
+    sj.IN_HOTLINE: ("the hotline system", "call_id"),
+    sj.IN_APP: ("the app backend", "submission_id"),
+    sj.IN_RECEPTION: ("the reception desk, chief representatives and tea talks", "record_id"),
+    sj.IN_EVENT: ("coffee-event organisers", "event_id"),
+    sj.IN_ORDER: ("handling units and the lead unit", "action_id"),
     sj.IN_FEEDBACK: ("the app, follow-up calls, third-party surveys and notify (ratings sent as SMS replies)",
-                     "dispatch", "feedback_id"),
-    sj.Q_APPEAL: ("the app backend", "intake", None),
+                     "feedback_id"),
+    sj.Q_APPEAL: ("the app backend", None),
 }
 
-# inbound subjects a service publishes too (notify turns SMS replies into ratings)
-INBOUND_FROM_SERVICES: dict[str, tuple[str, ...]] = {sj.IN_FEEDBACK: ("notify",)}
+_SPEC_SETTINGS = {"nats_url": "nats://declarations.invalid:4222", "database_url": "postgresql://declarations.invalid/ct"}
 
-# the service that produces each domain event (the only one allowed to publish it)
-_APPEAL_EVENT_PRODUCERS: dict[str, str] = {
-    sj.APPEAL_REGISTERED: "intake",
-    sj.APPEAL_REJECTED: "intake",
-    sj.APPEAL_MERGED: "intake",
-    sj.APPEAL_QUEUED: "dispatch",
-    sj.APPEAL_CLOSED: "dispatch",
-    sj.APPEAL_REOPENED: "dispatch",
-    sj.APPEAL_ESCALATED: "escalation",
-}
-_NAMESPACE_PRODUCERS: dict[str, str] = {"ct.order.": "dispatch", "ct.deadline.": "escalation", "ct.notify.": "notify"}
 
-# the domain events each service subscribes to, as NATS subject patterns (its durable consumers'
-# filters: keep in step with the services' handlers.register)
-EVENT_CONSUMERS: dict[str, tuple[str, ...]] = {
-    # every domain event, to keep the appeal's timeline
-    "intake": ("ct.appeal.>", "ct.order.>", "ct.deadline.>", "ct.notify.>"),
-    # new appeals to route, deadlines to show on the orders, escalation results
-    "dispatch": (sj.APPEAL_REGISTERED, sj.DEADLINE_SET, sj.APPEAL_ESCALATED),
-    # the events that start, move or stop a clock, or that the monthly evaluation counts
-    "escalation": (
-        sj.ORDER_DISPATCHED, sj.ORDER_SIGNED, sj.ORDER_RETURNED, sj.ORDER_RETURN_DECIDED, sj.ORDER_EXTENSION_GRANTED,
-        sj.ORDER_REPLIED, sj.ORDER_ESCALATION_REQUESTED, sj.APPEAL_CLOSED, sj.APPEAL_MERGED, sj.APPEAL_REOPENED,
-    ),
-    # everything someone may have to hear about; events without a notification rule are acked and ignored
-    "notify": ("ct.appeal.>", "ct.order.>", "ct.deadline.warning", "ct.deadline.monthly_list"),
-}
+@dataclass(frozen=True)
+class Declared:
+    """What one service declared: its durable subscriptions, its responders and what it publishes."""
+
+    subscriptions: tuple[Subscription, ...]
+    responders: tuple[str, ...]
+    publications: tuple[str, ...]
+
+
+@lru_cache(maxsize=1)
+def declarations() -> dict[str, Declared]:
+    """Each service's declarations, read from the service objects that run (building one does no I/O)."""
+    settings = Settings(**_SPEC_SETTINGS)
+    found = {}
+    for name in SERVICES:
+        service = importlib.import_module(f"services.{name}.__main__").create_service(settings)
+        found[name] = Declared(
+            subscriptions=tuple(service.consumers.subscriptions),
+            responders=tuple(str(sub.subject.broker_address) for sub in service.broker.subscribers),
+            publications=tuple(service.publications.subjects),
+        )
+    return found
+
+
+def _filter(subject: str) -> str:
+    return sj.IN_ORDER_ALL if subject == sj.IN_ORDER else subject
+
+
+def producers_of(subject: str) -> list[str]:
+    """The services that publish ``subject``."""
+    return [name for name, d in declarations().items() if _filter(subject) in map(_filter, d.publications)]
+
+
+def producer_of(subject: str) -> str:
+    """The one service that publishes the domain event ``subject``."""
+    producers = producers_of(subject)
+    if len(producers) != 1:
+        raise KeyError(f"{subject} is published by {producers or 'no service'}: each event has one producer")
+    return producers[0]
+
+
+def subscriptions_of(subject: str) -> list[Subscription]:
+    """The durable subscriptions that receive ``subject``, in the order of the service table."""
+    pattern = _filter(subject)
+    return [sub for d in declarations().values() for sub in d.subscriptions
+            if subject_matches(sub.subject, pattern) or subject_matches(pattern, sub.subject)]
+
+
+def consumers_of(subject: str) -> list[str]:
+    """The services consuming ``subject`` (durably, or answering it as a responder)."""
+    durable = {sub.service for sub in subscriptions_of(subject)}
+    return [name for name, d in declarations().items() if name in durable or subject in d.responders]
+
 
 DEAD_LETTER_HEADERS: dict[str, str] = {
     "Nats-Msg-Id": "`dlq-<durable consumer>-<stream sequence>`: the same failed delivery is stored once.",
@@ -94,21 +127,6 @@ DEAD_LETTER_HEADERS: dict[str, str] = {
     "Ct-Deliveries": "How many times it was delivered before it was dead-lettered (a decimal number).",
     "Ct-Error": "The last error, as the handler raised it (at most 500 characters).",
 }
-
-
-def producer_of(subject: str) -> str:
-    """The service that publishes the domain event ``subject``."""
-    if subject in _APPEAL_EVENT_PRODUCERS:
-        return _APPEAL_EVENT_PRODUCERS[subject]
-    for prefix, service in _NAMESPACE_PRODUCERS.items():
-        if subject.startswith(prefix):
-            return service
-    raise KeyError(f"no producer is known for {subject}: add it to tools.asyncapi")
-
-
-def consumers_of(subject: str) -> list[str]:
-    """The services consuming the domain event ``subject``, in the order of the service table."""
-    return [name for name in SERVICES if any(subject_matches(p, subject) for p in EVENT_CONSUMERS[name])]
 
 
 # --- names ------------------------------------------------------------------------------
@@ -305,11 +323,13 @@ def build_document() -> dict[str, Any]:
 
     # inbound: what coffeetime receives
     for subject, model in sj.INBOUND.items():
-        senders, consumer, id_field = INBOUND_ROLES[subject]
-        cid = channel_id(subject)
-        summary, _ = _doc(model)
         if subject == sj.Q_APPEAL:
             continue  # request-reply: below
+        senders, id_field = INBOUND_SENDERS[subject]
+        consumer = _and(consumers_of(subject))
+        durables = ", ".join(f"`{sub.durable}`" for sub in subscriptions_of(subject))
+        cid = channel_id(subject)
+        summary, _ = _doc(model)
         headers = _headers(
             f"Set by {senders}.",
             f"The sender's own id, the same as the payload's `{id_field}`. JetStream drops a repeat "
@@ -325,10 +345,10 @@ def build_document() -> dict[str, Any]:
             "messages": {name: _ref("components", "messages", name)},
             "x-stream": stream,
             "x-senders": senders,
-            "x-consumers": [consumer],
+            "x-consumers": consumers_of(subject),
         }
-        if subject in INBOUND_FROM_SERVICES:
-            channel["x-producer"] = _and(list(INBOUND_FROM_SERVICES[subject]))
+        if producers_of(subject):
+            channel["x-producer"] = _and(producers_of(subject))
         if subject == sj.IN_ORDER:
             channel["parameters"] = {
                 "unit_code": {
@@ -350,13 +370,13 @@ def build_document() -> dict[str, Any]:
             "messages": [_ref("channels", cid, "messages", name)],
             "title": f"{consumer} receives {subject}",
             "summary": f"{consumer.capitalize()} consumes {summary[:1].lower() + summary[1:]}",
-            "description": f"A durable pull consumer of {consumer}, shared by its replicas. The message is acked "
+            "description": f"The durable pull consumer {durables} of {consumer}, shared by its replicas. The message is acked "
                            f"after its transaction commits; a message that keeps failing is dead-lettered to "
                            f"`{sj.dead_letter_subject(consumer, subject)}`.",
-            "tags": [{"name": consumer}],
-            "x-consumers": [consumer],
+            "tags": [{"name": c} for c in consumers_of(subject)],
+            "x-consumers": consumers_of(subject),
         }
-        for producer in INBOUND_FROM_SERVICES.get(subject, ()):
+        for producer in producers_of(subject):
             operations[f"send{model.__name__}"] = {
                 "action": "send",
                 "channel": _ref("channels", cid),
@@ -367,12 +387,13 @@ def build_document() -> dict[str, Any]:
                                f"transactional outbox, with `Nats-Msg-Id` = `{id_field}`.",
                 "tags": [{"name": producer}],
                 "x-producer": producer,
-                "x-consumers": [consumer],
+                "x-consumers": consumers_of(subject),
             }
 
     # the status query: request-reply on plain NATS
     query, reply = sj.INBOUND[sj.Q_APPEAL], ev.AppealStatus
-    senders, consumer, _ = INBOUND_ROLES[sj.Q_APPEAL]
+    senders, _ = INBOUND_SENDERS[sj.Q_APPEAL]
+    consumer = _and(consumers_of(sj.Q_APPEAL))
     qid, rid = channel_id(sj.Q_APPEAL), channel_id(sj.Q_APPEAL) + "Reply"
     qname = add_message(query, _message(query, inbound_refs[query], None))
     rname = add_message(reply, _message(reply, outbound_refs[reply], None))
@@ -384,7 +405,7 @@ def build_document() -> dict[str, Any]:
                        f"one {consumer} replica (queue group `{consumer}`) answers with the appeal's status.",
         "messages": {qname: _ref("components", "messages", qname)},
         "x-senders": senders,
-        "x-consumers": [consumer],
+        "x-consumers": consumers_of(sj.Q_APPEAL),
     })
     add_channel(rid, {
         "address": None,
@@ -408,7 +429,7 @@ def build_document() -> dict[str, Any]:
         },
         "bindings": {"nats": {"queue": consumer, "bindingVersion": "0.1.0"}},
         "tags": [{"name": consumer}],
-        "x-consumers": [consumer],
+        "x-consumers": consumers_of(sj.Q_APPEAL),
     }
 
     # domain events: what coffeetime sends

@@ -91,6 +91,20 @@ class OrderEvent(DomainEvent):
     unit: str = Field(description="The unit's name.")
 
 
+class OrderPolicy(Message):
+    """What dispatch snapshots on an order: its limits and who answers for it up the ladder.
+
+    The ladder's timings (warnings, when the district leader and the supervision
+    office are told) are escalation's own policy, not part of this snapshot.
+    """
+
+    deadline_days: int | None = Field(None, description="Handling deadline in working days (as on the order).")
+    sign_hours: float | None = Field(None, description="Sign-for limit in working hours (as on the order).")
+    district_leader: str | None = Field(None, description="`leader_id` of the district leader coordinating the category.")
+    lead_unit: str | None = Field(None, description="`unit_code` of the lead unit (区行政审批局).")
+    supervision_office: str | None = Field(None, description="`unit_code` of the supervision office (督查室).")
+
+
 class OrderDispatched(OrderEvent):
     """`ct.order.dispatched`: a work order was given to a unit (派单)."""
 
@@ -102,7 +116,8 @@ class OrderDispatched(OrderEvent):
     sign_hours: float = Field(description="Sign-for limit in working hours.")
     urgent: bool = Field(False, description="Urgent appeal.")
     reopen_count: int = Field(0, description="How often the appeal was reopened for this unit (重办).")
-    policy: dict = Field(default_factory=dict, description="The escalation policy snapshotted on the order.")
+    policy: OrderPolicy = Field(default_factory=OrderPolicy,
+                                description="Who is responsible for this order, as dispatch saw it when it dispatched.")
     summary: str = Field("", description="Short summary of the appeal, for notifications.")
     enterprise_name: str | None = Field(None, description="The enterprise.")
     replaces_order_id: str | None = Field(None, description="The order this one replaces (re-dispatch, reopening).")
