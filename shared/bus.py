@@ -17,6 +17,7 @@ Replicas share work through one durable pull consumer per (service, subject).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -26,7 +27,10 @@ from typing import Any, Literal, TypeVar
 
 import nats
 import nats.errors
-from faststream.nats import NatsBroker
+from faststream import Context
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsMessage
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -212,6 +216,31 @@ class ConsumerGroup:
                            handler, invalid, doc[0] if doc else "")
         self.subscriptions.append(sub)
         return sub
+
+    def wiring_broker(self) -> NatsBroker:
+        """Every subscription as a FastStream batch subscriber, on a broker of its own that production never starts.
+
+        ``TestNatsBroker(group.wiring_broker())`` then drives the very handlers
+        of this group in memory, through the same parsing, batch and retry code
+        as the real consumers (:meth:`_handle`): the wiring ring of the tests.
+        It proves routing and parsing, not delivery (STACK-NOTES.md, Testing).
+        """
+        broker = NatsBroker()
+        for sub in self.subscriptions:
+            self._bridge(broker, sub)
+        return broker
+
+    def _bridge(self, broker: NatsBroker, sub: Subscription) -> None:
+        sequence = itertools.count(1)
+
+        @broker.subscriber(sub.subject, stream=JStream(sub.stream, declare=False), durable=sub.durable,
+                           pull_sub=PullSub(batch_size=self.batch_size, batch=True), ack_policy=AckPolicy.MANUAL,
+                           title=f"{self.service}:{sub.subject}", description=sub.summary)
+        async def bridged(body: list[Any], message: NatsMessage = Context("message")) -> None:  # noqa: ARG001
+            await self._handle(sub, [
+                Delivery(raw=m, subject=m.subject, data=m.data, msg_id=(m.headers or {}).get("Nats-Msg-Id"),
+                         num_delivered=1, stream_seq=next(sequence))
+                for m in message.raw_message])
 
     async def declare(self, js) -> None:
         for sub in self.subscriptions:
