@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.intake import api, handlers
+from services.intake.unit_of_work import IntakeUnitOfWork
 from shared.service import Service, run
 from shared.settings import Settings
 
@@ -12,7 +13,8 @@ NAME = "intake"
 
 
 def create_service(settings: Settings) -> Service:
-    service = Service(NAME, settings, Path(__file__).with_name("migrations"))
+    """Intake, wired: its unit of work, subscriptions, publications and HTTP routes (no I/O yet)."""
+    service = Service(NAME, settings, Path(__file__).with_name("migrations"), unit_of_work=IntakeUnitOfWork)
     handlers.register(service)
     api.register(service)
     return service

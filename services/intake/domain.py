@@ -1,27 +1,54 @@
-"""Intake rules, pure: what an inbound message registers, and what an appeal's status is.
+"""Intake rules, pure: what an inbound message registers, what enters a timeline, and an appeal's status.
 
 Every channel becomes the same :class:`NewAppeal`; its identity is
 (channel, source id), never the message id, so a call republished under
-another ``Nats-Msg-Id`` is still one appeal.
+another ``Nats-Msg-Id`` is still one appeal. Every domain event about an appeal
+becomes one :class:`TimelineEntry`, read from its contract model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, time
+
+from pydantic import BaseModel
 
 from shared.contracts import (
     SHANGHAI,
     AppAppeal,
+    AppealClosed,
+    AppealEscalated,
     AppealKind,
+    AppealQueued,
     AppealRegistered,
+    AppealReopened,
+    AppealStatus,
     Channel,
+    DeadlineSet,
+    DeadlineWarning,
     EventProposal,
     EventRecord,
+    ExtensionDenied,
+    ExtensionGranted,
+    ExtensionRequested,
+    FieldError,
     HotlineCall,
+    NotificationDelivered,
+    NotificationFailed,
+    OrderDispatched,
+    OrderProgressed,
+    OrderReplied,
+    OrderReturned,
+    OrderSigned,
     Party,
     ReceptionRecord,
+    TimelineItem,
+    mask_phone,
 )
+
+#: what arrives on ``ct.in.appeal.*`` and ``ct.in.event``
+InboundAppeal = HotlineCall | AppAppeal | ReceptionRecord | EventRecord
 
 
 @dataclass(frozen=True)
@@ -45,6 +72,7 @@ class NewAppeal:
 
     @property
     def source_ref(self) -> str:
+        """``<channel>:<source id>``, the reference every event about this appeal carries."""
         return f"{self.channel.value}:{self.source_id}"
 
 
@@ -80,6 +108,7 @@ def from_reception(record: ReceptionRecord) -> NewAppeal:
 
 
 def event_item_source_id(event_id: str, item_no: int) -> str:
+    """The source id of one item of a coffee event: ``<event_id>#<item_no>``."""
     return f"{event_id}#{item_no}"
 
 
@@ -106,6 +135,37 @@ def from_event(record: EventRecord) -> list[NewAppeal]:
             category_hint=item.category_hint, proposal=proposal,
         ))
     return out
+
+
+def appeals_from(message: InboundAppeal) -> list[NewAppeal]:
+    """The appeals one inbound message registers: one, or one per item of a coffee event."""
+    match message:
+        case HotlineCall():
+            return [from_hotline(message)]
+        case AppAppeal():
+            return [from_app(message)]
+        case ReceptionRecord():
+            return [from_reception(message)]
+        case EventRecord():
+            return from_event(message)
+    raise TypeError(f"{type(message).__name__} registers no appeal")
+
+
+#: the field holding the sender's own id, named in a rejection where it could be read
+SOURCE_ID_FIELD: dict[type[InboundAppeal], str] = {
+    HotlineCall: "call_id", AppAppeal: "submission_id", ReceptionRecord: "record_id", EventRecord: "event_id",
+}
+
+
+@dataclass(frozen=True)
+class InvalidMessage:
+    """An inbound message that does not fit its contract, as the rejection will name it."""
+
+    key: str  # unique to the stored message: the rejection is published once per key
+    subject: str
+    source_id: str | None
+    msg_id: str | None
+    errors: Sequence[FieldError]
 
 
 def registered_event(appeal: NewAppeal, appeal_id: str, now: datetime, correlation_id: str) -> AppealRegistered:
@@ -139,70 +199,70 @@ _STATUS_AFTER = {
 
 @dataclass(frozen=True)
 class TimelineEntry:
+    """One line of an appeal's timeline (办理过程): who did what, when; the event itself kept beside it."""
+
     event_id: str
     appeal_id: str
     subject: str
     occurred_at: datetime
     actor: str
     what: str
-    payload: dict = field(default_factory=dict, compare=False)
+    payload: BaseModel | None = None  # the event, as received; None when read back from the timeline
 
 
-def describe(subject: str, event: dict) -> str:
+def describe(subject: str, event: BaseModel) -> str:
     """One line saying what happened, for the timeline (who and when are kept beside it)."""
-    unit = event.get("unit") or event.get("unit_code") or ""
-    kind = subject.removeprefix("ct.")
-    match subject:
-        case "ct.appeal.registered":
-            return f"registered from {event.get('channel')} ({event.get('source_id')})"
-        case "ct.appeal.queued":
-            return "waiting in the lead unit's manual queue: " + "; ".join(event.get("reasons") or [])
-        case "ct.order.dispatched":
-            reasons = "; ".join(event.get("reasons") or [])
-            return f"order {event.get('order_id')} dispatched to {unit} ({event.get('role')})" + (f": {reasons}" if reasons else "")
-        case "ct.order.signed":
-            return f"{unit} signed for order {event.get('order_id')}"
-        case "ct.order.returned":
-            return f"{unit} returned order {event.get('order_id')}: {event.get('reason')}"
-        case "ct.order.progressed":
-            return f"{unit} reported progress: {event.get('note')}"
-        case "ct.order.extension_requested":
-            return f"{unit} asked for {event.get('days')} more working days: {event.get('reason')}"
-        case "ct.order.extension_granted":
-            return f"extension of {event.get('days')} working days granted to {unit}"
-        case "ct.order.extension_denied":
-            return f"extension denied to {unit}: {event.get('reason')}"
-        case "ct.order.replied":
-            state = "resolved" if event.get("resolved") else "not resolved"
-            return f"{unit} replied ({state}): {event.get('reply')}"
-        case "ct.appeal.closed":
-            return f"closed: {event.get('outcome')}"
-        case "ct.appeal.reopened":
-            return f"reopened to {unit} (重办 #{event.get('reopen_count')})"
-        case "ct.deadline.set":
-            return f"{event.get('clock')} deadline for {event.get('unit_code')}: {event.get('due_at')}"
-        case "ct.deadline.warning":
-            return f"warning ({event.get('level')}) to {unit or event.get('unit_code')}: due {event.get('due_at')}"
-        case "ct.appeal.escalated":
-            return f"escalated to {event.get('level')}: {event.get('reason')}"
-        case "ct.notify.delivered":
-            return f"{event.get('channel')} sent to {event.get('recipient')} ({event.get('template')})"
-        case "ct.notify.failed":
-            return f"{event.get('channel')} to {event.get('recipient')} failed: {event.get('error')}"
-    return kind.replace(".", " ")
+    unit = getattr(event, "unit", None) or getattr(event, "unit_code", None) or ""
+    match event:
+        case AppealRegistered():
+            return f"registered from {event.channel.value} ({event.source_id})"
+        case AppealQueued():
+            return "waiting in the lead unit's manual queue: " + "; ".join(event.reasons)
+        case OrderDispatched():
+            reasons = "; ".join(event.reasons)
+            return f"order {event.order_id} dispatched to {unit} ({event.role})" + (f": {reasons}" if reasons else "")
+        case OrderSigned():
+            return f"{unit} signed for order {event.order_id}"
+        case OrderReturned():
+            return f"{unit} returned order {event.order_id}: {event.reason}"
+        case OrderProgressed():
+            return f"{unit} reported progress: {event.note}"
+        case ExtensionRequested():
+            return f"{unit} asked for {event.days} more working days: {event.reason}"
+        case ExtensionGranted():
+            return f"extension of {event.days} working days granted to {unit}"
+        case ExtensionDenied():
+            return f"extension denied to {unit}: {event.reason}"
+        case OrderReplied():
+            state = "resolved" if event.resolved else "not resolved"
+            return f"{unit} replied ({state}): {event.reply}"
+        case AppealClosed():
+            return f"closed: {event.outcome}"
+        case AppealReopened():
+            return f"reopened to {unit} (重办 #{event.reopen_count})"
+        case DeadlineSet():
+            return f"{event.clock} deadline for {event.unit_code}: {event.due_at.isoformat()}"
+        case DeadlineWarning():
+            return f"warning ({event.level}) to {unit}: due {event.due_at.isoformat()}"
+        case AppealEscalated():
+            return f"escalated to {event.level}: {event.reason}"
+        case NotificationDelivered():
+            return f"{event.channel} sent to {event.recipient} ({event.template})"
+        case NotificationFailed():
+            return f"{event.channel} to {event.recipient} failed: {event.error}"
+    return subject.removeprefix("ct.").replace(".", " ")
 
 
-def timeline_entry(subject: str, event: dict, fallback_id: str | None) -> TimelineEntry | None:
-    """The timeline row for a domain event, or None when the event concerns no appeal."""
-    appeal_id = event.get("appeal_id")
-    event_id = event.get("event_id") or fallback_id
-    occurred = event.get("occurred_at")
+def timeline_entry(subject: str, event: BaseModel, fallback_id: str | None) -> TimelineEntry | None:
+    """The timeline row for a domain event, or None when the event concerns no appeal (a rejection, a list)."""
+    appeal_id = getattr(event, "appeal_id", None)
+    event_id = getattr(event, "event_id", None) or fallback_id
+    occurred = getattr(event, "occurred_at", None)
     if not appeal_id or not event_id or not occurred:
         return None
     return TimelineEntry(
-        event_id=event_id, appeal_id=appeal_id, subject=subject,
-        occurred_at=datetime.fromisoformat(occurred), actor=str(event.get("actor") or "system"),
-        what=describe(subject, event), payload=event,
+        event_id=event_id, appeal_id=appeal_id, subject=subject, occurred_at=occurred,
+        actor=str(getattr(event, "actor", None) or "system"), what=describe(subject, event), payload=event,
     )
 
 
@@ -212,3 +272,36 @@ def status_of(subjects_in_order: list[str]) -> str:
     for subject in subjects_in_order:
         status = _STATUS_AFTER.get(subject, status)
     return status
+
+
+@dataclass(frozen=True)
+class RegisteredAppeal:
+    """An appeal as intake keeps it, with what its public status shows."""
+
+    appeal_id: str
+    channel: str
+    source_id: str
+    content: str
+    kind: str
+    received_at: datetime
+    registered_at: datetime
+    enterprise_name: str | None = None
+    contact_phone: str | None = None
+
+
+def status_reply(appeal: RegisteredAppeal, timeline: Sequence[TimelineEntry]) -> AppealStatus:
+    """The public status of an appeal (the reply to ``ct.q.appeal``): its state and timeline, the phone masked."""
+    return AppealStatus(
+        appeal_id=appeal.appeal_id, channel=appeal.channel, source_id=appeal.source_id,
+        status=status_of([t.subject for t in timeline]), enterprise_name=appeal.enterprise_name,
+        contact_phone=mask_phone(appeal.contact_phone) if appeal.contact_phone else None,
+        kind=appeal.kind, content=appeal.content, received_at=appeal.received_at,
+        registered_at=appeal.registered_at,
+        timeline=[TimelineItem(at=t.occurred_at, subject=t.subject, actor=t.actor, what=t.what) for t in timeline],
+    )
+
+
+def not_found(appeal_id: str | None, channel: str | None, source_id: str | None) -> AppealStatus:
+    """The status reply when no appeal matches."""
+    return AppealStatus(found=False, appeal_id=appeal_id, channel=channel, source_id=source_id,
+                        error="no such appeal")

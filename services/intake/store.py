@@ -1,12 +1,18 @@
-"""Intake's SQL (schema ``intake``)."""
+"""Intake's SQL (schema ``intake``), and the repositories the unit of work hands to the use cases.
+
+The functions are the SQL, one statement each; :class:`Appeals` and
+:class:`Timeline` bind them to a unit of work's connection, so a service-layer
+test can put in-memory fakes in their place.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import asyncpg
 
-from services.intake.domain import NewAppeal, TimelineEntry
+from services.intake.domain import NewAppeal, RegisteredAppeal, TimelineEntry
 from shared.contracts import EventRecord
 
 
@@ -38,29 +44,22 @@ async def register_appeals(conn: asyncpg.Connection, appeals: list[NewAppeal],
     return {(r["channel"], r["source_id"]): r["appeal_id"] for r in rows}
 
 
-async def save_coffee_event(conn: asyncpg.Connection, record: EventRecord) -> None:
-    await conn.execute(
+async def save_coffee_events(conn: asyncpg.Connection, records: Sequence[EventRecord]) -> None:
+    """Keep each coffee-event record once (its items become appeals; the record keeps theme and attendees)."""
+    if not records:
+        return
+    await conn.executemany(
         """
         INSERT INTO coffee_events (event_id, kind, event_date, organizer_unit, theme, attendees, items)
         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING
         """,
-        record.event_id, record.kind.value, record.date, record.organizer_unit, record.theme,
-        record.attendees, [json.loads(i.model_dump_json()) for i in record.items],
+        [(r.event_id, r.kind.value, r.date, r.organizer_unit, r.theme, r.attendees,
+          [json.loads(i.model_dump_json()) for i in r.items]) for r in records],
     )
 
 
-async def first_time(conn: asyncpg.Connection, consumer: str, keys: list[str]) -> set[str]:
-    """Record ``keys`` as handled by ``consumer``; returns those not seen before."""
-    if not keys:
-        return set()
-    rows = await conn.fetch(
-        "INSERT INTO inbox (consumer, key) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING key",
-        consumer, keys,
-    )
-    return {r["key"] for r in rows}
-
-
-async def add_timeline(conn: asyncpg.Connection, entries: list[TimelineEntry]) -> int:
+async def add_timeline(conn: asyncpg.Connection, entries: Sequence[TimelineEntry]) -> int:
+    """Insert the entries whose event id is new (once per event id); returns how many were new."""
     if not entries:
         return 0
     result = await conn.execute(
@@ -73,21 +72,70 @@ async def add_timeline(conn: asyncpg.Connection, entries: list[TimelineEntry]) -
         """,
         [e.event_id for e in entries], [e.appeal_id for e in entries], [e.subject for e in entries],
         [e.occurred_at for e in entries], [e.actor for e in entries], [e.what for e in entries],
-        [json.dumps(e.payload, ensure_ascii=False) for e in entries],
+        [e.payload.model_dump_json() if e.payload is not None else "{}" for e in entries],
     )
     return int(result.split()[-1])
 
 
 async def find_appeal(conn: asyncpg.Connection, appeal_id: str | None = None, channel: str | None = None,
                       source_id: str | None = None) -> asyncpg.Record | None:
+    """One appeal, by its id or by (channel, source id)."""
     if appeal_id:
         return await conn.fetchrow("SELECT * FROM appeals WHERE appeal_id = $1", appeal_id)
     return await conn.fetchrow("SELECT * FROM appeals WHERE channel = $1 AND source_id = $2", channel, source_id)
 
 
 async def timeline_of(conn: asyncpg.Connection, appeal_id: str) -> list[asyncpg.Record]:
+    """An appeal's timeline, oldest first."""
     return await conn.fetch(
         "SELECT event_id, subject, occurred_at, actor, what FROM timeline WHERE appeal_id = $1 "
         "ORDER BY occurred_at, subject",
         appeal_id,
     )
+
+
+# --- repositories ---------------------------------------------------------------------
+
+
+class Appeals:
+    """The appeals and coffee-event records, on one unit of work's connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add_new(self, appeals: Sequence[NewAppeal], msg_ids: Sequence[str | None]) -> dict[tuple[str, str], str]:
+        """Register the appeals not registered yet; {(channel, source_id): appeal_id} of the new ones."""
+        return await register_appeals(self.conn, list(appeals), list(msg_ids))
+
+    async def keep_event_records(self, records: Sequence[EventRecord]) -> None:
+        """Keep the coffee-event records (once each)."""
+        await save_coffee_events(self.conn, records)
+
+    async def find(self, appeal_id: str | None = None, channel: str | None = None,
+                   source_id: str | None = None) -> RegisteredAppeal | None:
+        """One appeal, by its id or by (channel, source id); None when there is none."""
+        row = await find_appeal(self.conn, appeal_id, channel, source_id)
+        if row is None:
+            return None
+        return RegisteredAppeal(
+            appeal_id=row["appeal_id"], channel=row["channel"], source_id=row["source_id"], content=row["content"],
+            kind=row["kind"], received_at=row["received_at"], registered_at=row["registered_at"],
+            enterprise_name=row["enterprise_name"], contact_phone=row["contact_phone"],
+        )
+
+
+class Timeline:
+    """Every appeal's timeline, on one unit of work's connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add(self, entries: Sequence[TimelineEntry]) -> int:
+        """Add the entries whose event id is new; returns how many were."""
+        return await add_timeline(self.conn, entries)
+
+    async def of(self, appeal_id: str) -> list[TimelineEntry]:
+        """The timeline of ``appeal_id``, oldest first."""
+        return [TimelineEntry(event_id=r["event_id"], appeal_id=appeal_id, subject=r["subject"],
+                              occurred_at=r["occurred_at"], actor=r["actor"], what=r["what"])
+                for r in await timeline_of(self.conn, appeal_id)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from services.intake.__main__ import create_service
@@ -144,3 +145,40 @@ async def test_the_status_query_answers_by_id_and_by_source(intake, nc, js, reco
     assert json.loads(reply.data)["appeal_id"] == event["appeal_id"]
     reply = await nc.request(subjects.Q_APPEAL, b"{}", timeout=5)
     assert json.loads(reply.data)["found"] is False
+
+
+async def test_the_http_status_routes_answer_as_the_query_does_and_errors_as_problems(intake, nc, js, recorder):
+    import json
+
+    call = a_call()
+    await publish(js, subjects.IN_HOTLINE, call, msg_id=call["call_id"])
+    event = (await wait_for(lambda: recorder.on(subjects.APPEAL_REGISTERED, source_id=call["call_id"])))[0]
+    transport = httpx.ASGITransport(app=intake.http)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+        async def timeline_has_registration():
+            response = await http.get(f"/appeals/{event['appeal_id']}")
+            return response if response.status_code == 200 and response.json()["timeline"] else None
+
+        by_id = await wait_for(timeline_has_registration, what="timeline over HTTP")
+        body = by_id.json()
+        assert body["status"] == "registered"
+        assert body["contact_phone"] == "138****1234"
+        reply = await nc.request(subjects.Q_APPEAL, json.dumps({"appeal_id": event["appeal_id"]}).encode(), timeout=5)
+        assert json.loads(reply.data) == body  # one use case, one answer
+
+        by_source = await http.get("/appeals", params={"channel": "hotline", "source_id": call["call_id"]})
+        assert by_source.status_code == 200 and by_source.json()["appeal_id"] == event["appeal_id"]
+
+        missing = await http.get("/appeals/CT-19990101-000000")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")
+        assert missing.json()["status"] == 404 and "CT-19990101-000000" in missing.json()["detail"]
+        missing = await http.get("/appeals", params={"channel": "hotline", "source_id": "nobody"})
+        assert missing.status_code == 404
+
+        invalid = await http.get("/appeals", params={"channel": "hotline"})
+        assert invalid.status_code == 422
+        assert invalid.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in invalid.json()["errors"]] == ["source_id"]
+        too_long = await http.get("/appeals/" + "X" * 41)
+        assert too_long.status_code == 422 and too_long.json()["errors"][0]["field"] == "appeal_id"
