@@ -7,6 +7,7 @@ from pathlib import Path
 from services.escalation import api, evaluation, handlers
 from services.escalation.config import context
 from services.escalation.scanner import DeadlineScanner
+from services.escalation.unit_of_work import EscalationUnitOfWork
 from shared.service import Service, run
 from shared.settings import Settings
 
@@ -14,7 +15,8 @@ NAME = "escalation"
 
 
 def create_service(settings: Settings) -> Service:
-    service = Service(NAME, settings, Path(__file__).with_name("migrations"))
+    """The escalation service: its clock subscriptions, the scanner, the gauges, the monthly list and the report."""
+    service = Service(NAME, settings, Path(__file__).with_name("migrations"), unit_of_work=EscalationUnitOfWork)
     ctx = context(settings.district_config)
     handlers.register(service, ctx)
     service.background.append(DeadlineScanner(ctx, interval=settings.scan_interval_s).run)

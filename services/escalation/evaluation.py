@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import logging
-import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 import asyncpg
+from pydantic import BaseModel, Field
 
-from services.escalation import domain, store
+from services.escalation import domain, use_cases
 from services.escalation.config import GAUGE_REFRESH_S, Context
 from services.escalation.metrics import (
     OPEN_ORDERS,
@@ -28,76 +27,102 @@ from services.escalation.metrics import (
     UNIT_ON_TIME_RATE,
     UNIT_SATISFACTION_RATE,
 )
-from shared import clock, outbox
-from shared.contracts import MonthlyList, MonthlyListItem, subjects
-from shared.contracts.common import SHANGHAI
+from services.escalation.months import MONTH, current_month, month_bounds, previous_month
+from services.escalation.unit_of_work import EvaluationRepository
+from shared import clock
 from shared.service import Service
 
 log = logging.getLogger("coffeetime.escalation.evaluation")
 
+__all__ = [
+    "COLUMNS", "FORMATS", "MONTH", "Format", "RankingReport", "UnitRow", "current_month", "gauge_refresher",
+    "month_bounds", "month_evaluations", "month_ranking", "monthly_list_publisher", "previous_month",
+    "publish_monthly_list", "ranking_document", "refresh_gauges", "render",
+]
+
 Format = Literal["table", "json", "csv"]
 FORMATS: tuple[Format, ...] = ("table", "json", "csv")
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-COLUMNS = (
-    "rank", "unit_code", "unit", "score", "received", "signed_on_time", "due", "closed", "closed_on_time",
-    "rated", "satisfied_or_basically", "returned", "reopened", "overdue", "noticed", "closure_rate",
-    "satisfaction_rate", "on_time_rate", "sign_on_time_rate", "return_rate", "reopen_rate", "note",
-)
 
 
-def current_month(now: datetime | None = None) -> str:
-    """This month in Asia/Shanghai, ``YYYY-MM``."""
-    return (now or clock.now()).astimezone(SHANGHAI).strftime("%Y-%m")
+class UnitRow(BaseModel):
+    """One unit of the ranking: its rank (null when listed, not ranked), score, counts and rates."""
+
+    rank: int | None = Field(description="1 is best; equal scores share a rank; null: listed, not ranked (see note).")
+    unit_code: str
+    unit: str = Field(description="The unit's name.")
+    score: float | None = Field(description="The weighted score (see the formula); null when no rate is defined.")
+    received: int = Field(description="Orders dispatched to the unit in the month.")
+    signed_on_time: int
+    due: int = Field(description="Orders whose handling deadline fell in the month.")
+    closed: int
+    closed_on_time: int
+    rated: int
+    satisfied_or_basically: int
+    returned: int
+    reopened: int
+    overdue: int
+    noticed: int = Field(description="Public notices (通报) by the supervision office.")
+    closure_rate: float | None = Field(description="办结率: closed / due; null when nothing was due.")
+    satisfaction_rate: float | None = Field(description="满意率: (satisfied + basically satisfied) / rated.")
+    on_time_rate: float | None
+    sign_on_time_rate: float | None
+    return_rate: float | None
+    reopen_rate: float | None
+    note: str = Field(description="Why a unit is not ranked.")
 
 
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """[first moment, first moment of the next month) of ``YYYY-MM`` in Asia/Shanghai."""
-    if not MONTH.match(month):
-        raise ValueError(f"month must be YYYY-MM, got {month!r}")
-    year, mon = int(month[:4]), int(month[5:])
-    start = datetime(year, mon, 1, tzinfo=SHANGHAI)
-    end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=SHANGHAI)
-    return start, end
+class RankingReport(BaseModel):
+    """The month's evaluation and ranking of the units (考评排名), with the formula and weights that made it."""
+
+    month: str = Field(description="YYYY-MM (Asia/Shanghai).")
+    district: str
+    formula: str = Field(description="The score formula, in words, with these weights.")
+    weights: domain.EvaluationWeights
+    min_orders: int = Field(description="Units with fewer orders received are listed but not ranked.")
+    units: list[UnitRow] = Field(description="Ranked units by rank, then the unranked ones by unit code.")
 
 
-async def month_evaluations(conn: asyncpg.Connection, month: str, ctx: Context,
+#: The columns of the CSV export, in the order of :class:`UnitRow`.
+COLUMNS: tuple[str, ...] = tuple(UnitRow.model_fields)
+
+
+class MonthCounts(Protocol):
+    """Where the month's counts come from (:class:`EvaluationRepository`, or a fake)."""
+
+    async def unit_month_counts(self, start: datetime, end: datetime, now: datetime) -> list[dict]: ...
+
+
+async def month_evaluations(counts: MonthCounts, month: str, ctx: Context,
                             now: datetime | None = None) -> list[domain.UnitEvaluation]:
     """Each unit's rates for ``month`` (units with anything to count in it)."""
     start, end = month_bounds(month)
-    counts = await store.unit_month_counts(conn, start, end, now or clock.now())
-    return [domain.evaluate_unit(domain.UnitMonthStats(month=month, **row), ctx.weights) for row in counts]
+    rows = await counts.unit_month_counts(start, end, now or clock.now())
+    return [domain.evaluate_unit(domain.UnitMonthStats(month=month, **row), ctx.weights) for row in rows]
 
 
-async def month_ranking(conn: asyncpg.Connection, month: str, ctx: Context,
+async def month_ranking(counts: MonthCounts, month: str, ctx: Context,
                         now: datetime | None = None, min_orders: int | None = None) -> domain.Ranking:
     """The month's ranking with the configured weights and ``min_orders`` (or the one given)."""
-    evaluations = await month_evaluations(conn, month, ctx, now)
+    evaluations = await month_evaluations(counts, month, ctx, now)
     return domain.rank_units(evaluations, ctx.weights, ctx.min_orders if min_orders is None else min_orders)
 
 
-def ranking_document(ranking: domain.Ranking, month: str, ctx: Context) -> dict[str, Any]:
-    """The ranking as a JSON-ready document: month, formula, weights, one entry per unit."""
-    return {
-        "month": month,
-        "district": ctx.district.name,
-        "formula": ranking.formula,
-        "weights": ranking.weights.model_dump(),
-        "min_orders": ranking.min_orders,
-        "units": [_row(r, ctx) for r in ranking.rows],
-    }
+def ranking_document(ranking: domain.Ranking, month: str, ctx: Context) -> RankingReport:
+    """The ranking as its document: month, formula, weights, one row per unit."""
+    return RankingReport(month=month, district=ctx.district.name, formula=ranking.formula, weights=ranking.weights,
+                         min_orders=ranking.min_orders, units=[_row(r, ctx) for r in ranking.rows])
 
 
-def _row(row: domain.RankedUnit, ctx: Context) -> dict[str, Any]:
+def _row(row: domain.RankedUnit, ctx: Context) -> UnitRow:
     e = row.evaluation.model_dump()
     e.update(rank=row.rank, score=row.score, note=row.note, unit=ctx.unit_name(row.evaluation.unit_code))
-    return {c: e[c] for c in COLUMNS}
+    return UnitRow.model_validate({c: e[c] for c in COLUMNS})
 
 
 def render(ranking: domain.Ranking, month: str, ctx: Context, fmt: Format) -> str:
     """The ranking as a text table, JSON or CSV; each carries the formula and the weights."""
     if fmt == "json":
-        return json.dumps(ranking_document(ranking, month, ctx), ensure_ascii=False, indent=2)
+        return ranking_document(ranking, month, ctx).model_dump_json(indent=2)
     if fmt == "csv":
         out = io.StringIO()
         out.write(f"# unit evaluation {month}, {ctx.district.name}\n# {ranking.formula}\n"
@@ -105,7 +130,7 @@ def render(ranking: domain.Ranking, month: str, ctx: Context, fmt: Format) -> st
         writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in ranking.rows:
-            writer.writerow(_row(row, ctx))
+            writer.writerow(_row(row, ctx).model_dump())
         return out.getvalue()
     if fmt == "table":
         return f"unit evaluation {month}, {ctx.district.name}\n{ranking.render()}\n"
@@ -119,8 +144,9 @@ async def refresh_gauges(pool: asyncpg.Pool, ctx: Context) -> None:
     """Set the unit gauges: this month's rates, and the open and overdue orders now."""
     now = clock.now()
     async with pool.acquire() as conn:
-        evaluations = await month_evaluations(conn, current_month(now), ctx, now)
-        open_work = await store.open_work_by_unit(conn, now)
+        counts = EvaluationRepository(conn)
+        evaluations = await month_evaluations(counts, current_month(now), ctx, now)
+        open_work = await counts.open_work_by_unit(now)
     for gauge in (UNIT_CLOSURE_RATE, UNIT_SATISFACTION_RATE, UNIT_ON_TIME_RATE, OPEN_ORDERS, OVERDUE_ORDERS):
         gauge.clear()  # a unit with nothing to count this month drops out
     for e in evaluations:
@@ -152,32 +178,13 @@ def gauge_refresher(ctx: Context, period: float = GAUGE_REFRESH_S):
 # --- the monthly list for the supervision office ---------------------------------------------
 
 
-def previous_month(now: datetime | None = None) -> str:
-    """The month before the current one in Asia/Shanghai, ``YYYY-MM``."""
-    first = (now or clock.now()).astimezone(SHANGHAI).replace(day=1)
-    year, month = (first.year, first.month - 1) if first.month > 1 else (first.year - 1, 12)
-    return f"{year:04d}-{month:02d}"
-
-
 async def publish_monthly_list(service: Service, month: str) -> bool:
-    """Stage ``month``'s list of publicly noticed orders, once; False when done before or empty."""
-    start, end = month_bounds(month)
-    async with service.pool.acquire() as conn, conn.transaction():
-        if await store.seen_before(conn, "escalation-monthly-list", month):
-            return False
-        rows = await store.noticed_in(conn, start, end)
-        if not rows or not await store.first_time(conn, "escalation-monthly-list", [month]):
-            return False
-        event = MonthlyList(
-            event_id=domain.stable_event_id("monthly_list", month), occurred_at=clock.now(), month=month,
-            items=[MonthlyListItem(appeal_id=r["appeal_id"], order_id=r["order_id"], unit_code=r["unit_code"],
-                                   unit=r["unit"] or r["unit_code"], summary=r["summary"] or "", due_at=r["due_at"],
-                                   level=r["level"], noticed_at=r["fired_at"]) for r in rows],
-        )
-        await outbox.put(conn, "escalation", subjects.DEADLINE_MONTHLY_LIST, event)
-    service.wake_outbox()
-    log.info("monthly list published", extra={"month": month, "items": len(rows)})
-    return True
+    """Publish ``month``'s list of publicly noticed orders, once; False when done before or empty."""
+    async with service.unit_of_work() as uow:
+        items = await use_cases.publish_monthly_list(uow, month, clock.now())
+    if items:
+        log.info("monthly list published", extra={"month": month, "items": items})
+    return bool(items)
 
 
 def monthly_list_publisher(period: float = 300.0):

@@ -15,6 +15,7 @@ import asyncpg
 from services.escalation import evaluation
 from services.escalation.config import Context, context
 from services.escalation.handlers import SERVICE
+from services.escalation.unit_of_work import EvaluationRepository
 from shared.settings import Settings
 
 
@@ -26,7 +27,7 @@ async def _ranking_text(dsn: str, month: str, fmt: evaluation.Format, ctx: Conte
             print(f"the {SERVICE} schema has no tables yet: nothing to rank", file=sys.stderr)
             ranking = evaluation.domain.rank_units([], ctx.weights, ctx.min_orders)
         else:
-            ranking = await evaluation.month_ranking(conn, month, ctx, min_orders=min_orders)
+            ranking = await evaluation.month_ranking(EvaluationRepository(conn), month, ctx, min_orders=min_orders)
     finally:
         await conn.close()
     return evaluation.render(ranking, month, ctx, fmt)

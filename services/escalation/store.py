@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
@@ -17,7 +19,44 @@ from services.escalation.domain import (
     StepState,
 )
 
-# --- inbox and locks --------------------------------------------------------------
+
+class Closure(NamedTuple):
+    """A ``closures`` row: an appeal closed (办结) or merged, which stops its orders' clocks."""
+
+    event_id: str
+    appeal_id: str
+    kind: ClosureKind
+    closed_at: datetime
+    outcome: str | None
+
+
+class Rating(NamedTuple):
+    """A ``ratings`` row: one unit rated by one event (the closure's outcome, or unsatisfied by a reopening)."""
+
+    event_id: str
+    unit_code: str
+    appeal_id: str
+    rating: str
+    source: str
+    rated_at: datetime
+
+
+@dataclass(frozen=True)
+class DueStep:
+    """A pending ladder step claimed by the scanner (a ``firings`` row)."""
+
+    firing_id: int
+    order_id: str
+    appeal_id: str
+    unit_code: str
+    clock: Clock
+    level: str
+    step_key: str
+    due_at: datetime | None
+    fire_at: datetime
+    requested_reason: str | None = None  # the unit's reason, for a ``difficult`` step
+
+# --- locks --------------------------------------------------------------
 
 
 async def lock_appeals(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> None:
@@ -36,23 +75,6 @@ async def lock_appeals(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> N
             " FROM unnest($1::text[]) AS a ORDER BY h) AS ordered",
             keys,
         )
-
-
-async def seen_before(conn: asyncpg.Connection, consumer: str, key: str) -> bool:
-    """Whether ``key`` was recorded as handled by ``consumer`` (without recording it)."""
-    return bool(await conn.fetchval("SELECT true FROM inbox WHERE consumer = $1 AND key = $2", consumer, key))
-
-
-async def first_time(conn: asyncpg.Connection, consumer: str, keys: Sequence[str]) -> set[str]:
-    """Record ``keys`` as handled by ``consumer``; returns those not seen before."""
-    if not keys:
-        return set()
-    rows = await conn.fetch(
-        "INSERT INTO inbox (consumer, key) SELECT $1, k FROM unnest($2::text[]) AS k ORDER BY k "
-        "ON CONFLICT DO NOTHING RETURNING key",
-        consumer, sorted(set(keys)),
-    )
-    return {r["key"] for r in rows}
 
 
 # --- order facts --------------------------------------------------------------------
@@ -90,6 +112,7 @@ async def load_orders(conn: asyncpg.Connection, order_ids: Iterable[str]
 
 
 async def orders_of_appeals(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> list[str]:
+    """The ids of every stored order of these appeals."""
     rows = await conn.fetch("SELECT order_id FROM orders WHERE appeal_id = ANY($1::text[])", list(set(appeal_ids)))
     return [r["order_id"] for r in rows]
 
@@ -109,9 +132,8 @@ async def save_orders(conn: asyncpg.Connection,
 # --- closures and ratings -----------------------------------------------------------
 
 
-async def add_closures(conn: asyncpg.Connection,
-                       closures: Sequence[tuple[str, str, ClosureKind, datetime, str | None]]) -> None:
-    """(event_id, appeal_id, kind, closed_at, outcome) rows; a repeated event is stored once."""
+async def add_closures(conn: asyncpg.Connection, closures: Sequence[Closure]) -> None:
+    """Store closures; a repeated event is stored once."""
     if closures:
         await conn.executemany(
             "INSERT INTO closures (event_id, appeal_id, kind, closed_at, outcome) VALUES ($1, $2, $3, $4, $5) "
@@ -122,6 +144,7 @@ async def add_closures(conn: asyncpg.Connection,
 
 async def closures_of(conn: asyncpg.Connection, appeal_ids: Iterable[str]
                       ) -> dict[str, list[tuple[datetime, ClosureKind]]]:
+    """Each appeal's closures as (closed_at, kind)."""
     rows = await conn.fetch("SELECT appeal_id, closed_at, kind FROM closures WHERE appeal_id = ANY($1::text[])",
                             list(set(appeal_ids)))
     out: dict[str, list[tuple[datetime, ClosureKind]]] = {}
@@ -130,9 +153,8 @@ async def closures_of(conn: asyncpg.Connection, appeal_ids: Iterable[str]
     return out
 
 
-async def add_ratings(conn: asyncpg.Connection,
-                      ratings: Sequence[tuple[str, str, str, str, str, datetime]]) -> None:
-    """(event_id, unit_code, appeal_id, rating, source, rated_at) rows; a repeated event is stored once."""
+async def add_ratings(conn: asyncpg.Connection, ratings: Sequence[Rating]) -> None:
+    """Store ratings; a repeated event is stored once per unit."""
     if ratings:
         await conn.executemany(
             "INSERT INTO ratings (event_id, unit_code, appeal_id, rating, source, rated_at) "
@@ -231,9 +253,12 @@ that get locked.
 """
 
 
-async def claim_due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+async def claim_due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[DueStep]:
     """Lock up to ``limit`` due steps for this transaction; rows locked by another replica are skipped."""
-    return await conn.fetch(CLAIM_DUE_FIRINGS, now, limit)
+    return [DueStep(firing_id=r["firing_id"], order_id=r["order_id"], appeal_id=r["appeal_id"],
+                    unit_code=r["unit_code"], clock=r["clock"], level=r["level"], step_key=r["step_key"],
+                    due_at=r["due_at"], fire_at=r["fire_at"], requested_reason=(r["payload"] or {}).get("reason"))
+            for r in await conn.fetch(CLAIM_DUE_FIRINGS, now, limit)]
 
 
 async def mark_fired(conn: asyncpg.Connection, fired: Sequence[tuple[int, str]], now: datetime, replica: str) -> None:

@@ -172,7 +172,7 @@ def order_facts_from_event(
     at = event.occurred_at
     common = {**ids, "unit": getattr(event, "unit", "") or ""}
     if name == "order.dispatched":
-        policy = resolve_policy(event.policy, policies, event.category, event.urgent, district)
+        policy = resolve_policy(policies, event.category, event.urgent, district)
         return OrderFacts(
             **common, role=event.role, category=event.category, urgent=event.urgent, summary=event.summary,
             source_ref=event.source_ref, correlation_id=event.correlation_id, received_at=event.received_at,

@@ -3,7 +3,8 @@
 :class:`EscalationPolicy` holds the timings; :class:`PolicyTable` (the policy
 book, from configuration) layers category and urgent overrides
 (:class:`PolicyOverride`, :class:`CategoryPolicy`) over the default;
-:func:`resolve_policy` gives the policy snapshotted on a dispatched order.
+:func:`resolve_policy` gives the policy snapshotted on a dispatched order (from the
+table alone: dispatch's ``OrderPolicy`` snapshot carries no timings).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class EscalationPolicy(BaseModel):
     supervision_after_days: int = Field(3, ge=0, le=60, description="Working days after the leader step before the supervision office is told.")
 
     def to_dict(self) -> dict[str, Any]:
-        """The policy as a plain dict, as snapshotted on ``OrderDispatched.policy``."""
+        """The policy as a plain dict, as escalation snapshots it on the order (``orders.policy``)."""
         return self.model_dump()
 
     @classmethod
@@ -119,25 +120,19 @@ class PolicyTable(BaseModel):
 
 
 def resolve_policy(
-    snapshot: Mapping[str, Any] | None,
     table: PolicyTable,
     category: str | None,
     urgent: bool,
     district: District | None = None,
 ) -> EscalationPolicy:
-    """The policy to snapshot on a dispatched order.
+    """The policy to snapshot on a dispatched order: the table's policy for its category and urgency.
 
-    The table's policy for the category and urgency, with the fields of
-    ``OrderDispatched.policy`` that are :class:`EscalationPolicy` fields laid
-    over it. Other keys of the snapshot (dispatch also records the deadline
-    and who is told) are not policy and are ignored; a snapshot whose policy
-    fields are invalid is ignored as a whole.
+    The ladder's timings are escalation's own: ``OrderDispatched.policy`` (an
+    ``OrderPolicy``) carries none. What it does carry is not read here either:
+    its ``deadline_days`` / ``sign_hours`` repeat the event's own fields, and
+    who is told (``district_leader``, ``lead_unit``, ``supervision_office``) is
+    resolved from the district configuration when a step fires
+    (:mod:`.recipients`), which also gives the names the events carry, so the
+    people in office when it fires are told.
     """
-    base = table.policy_for(category, urgent, district)
-    given = {k: v for k, v in (snapshot or {}).items() if k in EscalationPolicy.model_fields}
-    if not given:
-        return base
-    try:
-        return EscalationPolicy.model_validate({**base.to_dict(), **given})
-    except ValueError:
-        return base
+    return table.policy_for(category, urgent, district)
