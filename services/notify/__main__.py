@@ -7,6 +7,7 @@ from pathlib import Path
 from services.notify import api, delivery, handlers
 from services.notify.config import Context, build_context, http_client_closer
 from services.notify.domain import NotifyRules
+from services.notify.unit_of_work import NotifyUnitOfWork
 from shared.district import District
 from shared.service import Service, run
 from shared.settings import Settings
@@ -17,7 +18,7 @@ NAME = "notify"
 def create_service(settings: Settings, *, rules: NotifyRules | None = None,
                    district: District | None = None) -> Service:
     """The notify service; ``rules`` and ``district`` replace the configured files (tests, tools)."""
-    service = Service(NAME, settings, Path(__file__).with_name("migrations"))
+    service = Service(NAME, settings, Path(__file__).with_name("migrations"), unit_of_work=NotifyUnitOfWork)
     ctx = build_context(settings, rules=rules, district=district)
     handlers.register(service, ctx)
     delivery.register(service, ctx)

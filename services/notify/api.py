@@ -1,16 +1,23 @@
-"""Notify's HTTP API: SMS replies from the gateway, and an appeal's notifications with their delivery log."""
+"""Notify's HTTP API: SMS replies from the gateway, and an appeal's notifications with their delivery log.
+
+Every route answers a response model; errors are problem+json (``shared.http``): 404
+for a phone never invited to rate or an unknown notification, 422 for bad input.
+An appeal's notifications come a page at a time, with a cursor.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.notify import handlers, store
+from services.notify import use_cases
 from services.notify.domain import mask_address
-from shared.contracts.common import Phone, Rfc3339, mask_name
+from services.notify.store import ListPosition
+from services.notify.use_cases import UNKNOWN_PHONE_RULE, SmsReply, SmsReplyResult
+from shared.contracts.common import FieldError, Phone, Rfc3339, mask_name
+from shared.http import CURSOR, LIMIT, Page, ProblemError, decode_cursor, page_of, problems
 from shared.service import Service
 
 
@@ -31,6 +38,8 @@ class InboundSms(BaseModel):
 
 
 class AttemptView(BaseModel):
+    """One delivery attempt of a notification."""
+
     attempt: int = Field(description="The attempt's number (a gap: an attempt cut short by a crash).")
     at: datetime = Field(description="When its outcome was recorded.")
     outcome: str = Field(description="delivered, retried or failed.")
@@ -66,6 +75,7 @@ class NotificationView(BaseModel):
 
     @classmethod
     def of(cls, row, attempts=None) -> NotificationView:
+        """The view of a stored notification (and of its attempts, for a single one); addresses masked."""
         return cls(
             notification_id=row["notification_id"], cause_subject=row["cause_subject"],
             cause_event_id=row["cause_event_id"], appeal_id=row["appeal_id"], channel=row["channel"],
@@ -90,43 +100,63 @@ the text) through notify's outbox. Dispatch closes or reopens the appeal.
 - `200` `{"accepted": true, ...}`: the rating was taken.
 - `200` `{"accepted": false, "reason": ...}`: the text is not a rating (or is ambiguous);
   nothing is sent on.
-- `404`: no rating invitation was ever delivered to this phone.
+- `404` (problem+json, `reason` `unknown_phone`): no rating invitation was ever delivered
+  to this phone.
 - A repeated `id` changes nothing and gets the first answer again with `"duplicate": true`.
 """
 
 
+def _cursor_of(view: NotificationView) -> dict:
+    """The keyset position of a listed notification: the list's sort key."""
+    return {"created_at": view.created_at.isoformat(), "cause_subject": view.cause_subject,
+            "channel": view.channel, "notification_id": view.notification_id}
+
+
+def _position(cursor: str | None) -> ListPosition | None:
+    """The keyset position of a cursor of this list, or a 422 problem."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        return ListPosition(datetime.fromisoformat(position["created_at"]), str(position["cause_subject"]),
+                            str(position["channel"]), str(position["notification_id"]))
+    except (KeyError, TypeError, ValueError):
+        raise ProblemError(422, "invalid cursor", errors=[
+            FieldError(field="cursor", message="not a cursor of this list")]) from None
+
+
 def register(service: Service) -> None:
+    """Add notify's routes to the service's HTTP app."""
     router = APIRouter(tags=["notifications"])
 
     @router.post(
-        "/sms/inbound", response_model=handlers.SmsReplyResult, summary="Receive an SMS reply (a rating)",
-        description=SMS_INBOUND_DESCRIPTION,
-        responses={404: {"model": handlers.SmsReplyResult,
-                         "description": "No rating invitation was sent to this phone."}},
+        "/sms/inbound", response_model=SmsReplyResult, summary="Receive an SMS reply (a rating)",
+        description=SMS_INBOUND_DESCRIPTION, responses=problems(404, 422),
     )
-    async def sms_inbound(message: InboundSms, response: Response) -> handlers.SmsReplyResult:
-        status, result = await handlers.receive_sms_reply(service, message.id, message.from_, message.text,
-                                                          message.received_at)
-        if status != 200:
-            return JSONResponse(status_code=status, content=result.model_dump(mode="json"))
-        response.status_code = status
-        return result
+    async def sms_inbound(message: InboundSms) -> SmsReplyResult:
+        answer = await use_cases.receive_sms_reply(service.unit_of_work(), SmsReply(
+            message.id, message.from_, message.text, message.received_at))
+        if answer.unknown_phone:
+            raise ProblemError(404, answer.result.reason or use_cases.UNKNOWN_PHONE, reason="unknown_phone",
+                               rule=UNKNOWN_PHONE_RULE)
+        return answer.result
 
-    @router.get("/notifications", response_model=list[NotificationView], summary="An appeal's notifications")
-    async def list_notifications(appeal_id: str = Query(..., min_length=1, max_length=40,
-                                                        description="The appeal id, as in the receipt.")):
-        async with service.pool.acquire() as conn:
-            rows = await store.notifications_of(conn, appeal_id)
-        return [NotificationView.of(r) for r in rows]
+    @router.get("/notifications", response_model=Page[NotificationView], responses=problems(422),
+                summary="An appeal's notifications, a page at a time, in the order they were planned")
+    async def list_notifications(
+        appeal_id: str = Query(..., min_length=1, max_length=40, description="The appeal id, as in the receipt."),
+        limit: int = LIMIT, cursor: str | None = CURSOR,
+    ) -> Page[NotificationView]:
+        rows = await use_cases.notifications_page(service.unit_of_work(), appeal_id, limit, _position(cursor))
+        return page_of([NotificationView.of(r) for r in rows], limit, _cursor_of)
 
-    @router.get("/notifications/{notification_id}", response_model=NotificationView,
+    @router.get("/notifications/{notification_id}", response_model=NotificationView, responses=problems(404),
                 summary="One notification with every delivery attempt")
     async def get_notification(notification_id: str) -> NotificationView:
-        async with service.pool.acquire() as conn:
-            row = await store.notification(conn, notification_id)
-            if row is None:
-                raise HTTPException(404, detail=f"没有该通知 / no notification {notification_id}")
-            attempts = await store.attempts_of(conn, notification_id)
+        found = await use_cases.notification_detail(service.unit_of_work(), notification_id)
+        if found is None:
+            raise ProblemError(404, f"没有该通知 / no notification {notification_id}", reason="unknown_notification")
+        row, attempts = found
         return NotificationView.of(row, attempts)
 
     service.http.include_router(router)

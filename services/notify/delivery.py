@@ -14,7 +14,7 @@ Each worker is a background task of every replica. A round:
 3. records every outcome of the round in ONE transaction, each only if its claim
    still holds: one update of the notifications, one insert of the attempts into
    ``delivery_attempts``, the ``ct.notify.delivered`` / ``ct.notify.failed`` events
-   into the outbox; a retryable error → another attempt after back-off with jitter;
+   staged on the unit of work (:func:`use_cases.record_round`); a retryable error → another attempt after back-off with jitter;
    a final error or the last attempt → ``ct.notify.failed``.
 
 A worker that dies mid-send leaves the lease to run out; the next claim (of any
@@ -33,16 +33,14 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from services.notify import domain, store
+from services.notify import domain, store, use_cases
 from services.notify.channels import Attempt
 from services.notify.config import CHANNELS, HTTP_CONCURRENCY, Context
 from services.notify.metrics import NOTIFICATIONS, SEND_SECONDS
-from shared import clock, outbox
-from shared.contracts import NotificationDelivered, NotificationFailed, subjects
+from shared import clock
 from shared.service import Service
 
 log = logging.getLogger("coffeetime.notify.delivery")
-SERVICE = "notify"
 
 BATCH = 128
 """Messages a worker claims per round (sent concurrently, their outcomes recorded in one transaction)."""
@@ -188,14 +186,8 @@ class DeliveryWorker:
         pauses = iter(retries)
         while True:
             try:
-                async with service.pool.acquire() as conn, conn.transaction():
-                    current = await store.record_outcomes(conn, recorded, now)
-                    await store.add_attempts(conn, recorded, now)
-                    events = [self._outcome_event(r.claim, r.outcome, now) for r in recorded
-                              if r.outcome.result != "retried" and r.claim.notification_id in current]
-                    await outbox.put_many(conn, SERVICE, events)
-                    await store.release_many(conn, interrupted, now)
-                    await store.release_many(conn, unsent, now, unsent=True)
+                current = await use_cases.record_round(service.unit_of_work(), recorded, now,
+                                                       interrupted=interrupted, unsent=unsent)
                 break
             except asyncio.CancelledError:
                 raise
@@ -206,8 +198,6 @@ class DeliveryWorker:
                                 extra={"channel": self.channel, "messages": len(recorded), "error": repr(exc)})
                     return
                 await asyncio.sleep(pause)
-        if events:
-            service.wake_outbox()
         self._report(recorded, current)
 
     def _report(self, recorded: Sequence[store.Recorded], current: set[str]) -> None:
@@ -224,16 +214,3 @@ class DeliveryWorker:
                     "notification_id": claim.notification_id, "channel": self.channel,
                     "recipient": domain.mask_address(self.channel, claim.address),
                     "attempts": claim.attempt, "error": outcome.error})
-
-    def _outcome_event(self, claim: store.Claim, outcome: domain.AttemptOutcome,
-                       now: datetime) -> tuple[str, NotificationDelivered | NotificationFailed]:
-        common = dict(
-            event_id=domain.outcome_event_id(claim.notification_id, outcome.result),
-            occurred_at=now, appeal_id=claim.appeal_id or "", correlation_id=claim.correlation_id, actor=SERVICE,
-            notification_id=claim.notification_id, cause_event_id=claim.cause_event_id, channel=claim.channel,
-            recipient=domain.mask_address(claim.channel, claim.address), template=claim.template,
-            attempts=claim.attempt,
-        )
-        if outcome.result == "delivered":
-            return subjects.NOTIFY_DELIVERED, NotificationDelivered(**common)
-        return subjects.NOTIFY_FAILED, NotificationFailed(**common, error=outcome.error or "")

@@ -1,16 +1,20 @@
-"""Notify's SQL (schema ``notify``): contacts, waiting events, notifications, attempts, SMS replies."""
+"""Notify's SQL (schema ``notify``): contacts, waiting events, notifications, attempts, SMS replies.
+
+The use cases reach these through :class:`services.notify.unit_of_work.NotifyRepository`;
+the delivery workers' claims and leases use them directly (short transactions of their own).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
-from services.notify.domain import AttemptOutcome, PlannedNotification
+from services.notify.domain import AttemptOutcome, EnterpriseContact, PlannedNotification
+from shared.contracts.subjects import contract_for
 
 # --- locks, contacts and waiting events ----------------------------------------------------------
 
@@ -30,7 +34,7 @@ async def lock_appeals(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> N
         )
 
 
-async def save_contacts(conn: asyncpg.Connection, contacts: Mapping[str, tuple[Mapping[str, Any], str]]) -> None:
+async def save_contacts(conn: asyncpg.Connection, contacts: Mapping[str, tuple[EnterpriseContact, str]]) -> None:
     """Keep each appeal's contact, first registration wins: {appeal_id: (contact, event_id)}."""
     if not contacts:
         return
@@ -43,14 +47,14 @@ async def save_contacts(conn: asyncpg.Connection, contacts: Mapping[str, tuple[M
                              $7::bool[], $8::text[])
         ON CONFLICT (appeal_id) DO NOTHING
         """,
-        ids, [c["name"] for c, _ in rows], [c["phone"] for c, _ in rows], [c["lang"] for c, _ in rows],
-        [c["enterprise_name"] for c, _ in rows], [c["category"] for c, _ in rows],
-        [bool(c["urgent"]) for c, _ in rows], [e for _, e in rows],
+        ids, [c.name for c, _ in rows], [c.phone for c, _ in rows], [c.lang for c, _ in rows],
+        [c.enterprise_name for c, _ in rows], [c.category for c, _ in rows],
+        [c.urgent for c, _ in rows], [e for _, e in rows],
     )
 
 
-async def contacts_of(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The stored contacts of these appeals, in the shape :func:`domain.plan_notifications` takes."""
+async def contacts_of(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> dict[str, EnterpriseContact]:
+    """The stored contacts of these appeals, by appeal id."""
     keys = sorted({a for a in appeal_ids if a})
     if not keys:
         return {}
@@ -60,16 +64,33 @@ async def contacts_of(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> di
         keys,
     )
     return {
-        r["appeal_id"]: {"name": r["name"], "phone": r["phone"], "lang": r["lang"],
-                         "enterprise_name": r["enterprise_name"], "category": r["category_hint"], "urgent": r["urgent"]}
+        r["appeal_id"]: EnterpriseContact(name=r["name"], phone=r["phone"], lang=r["lang"],
+                                          enterprise_name=r["enterprise_name"], category=r["category_hint"],
+                                          urgent=r["urgent"])
         for r in rows
     }
 
 
 @dataclass(frozen=True)
 class WaitingEvent:
+    """An event that waits for its appeal's contact: its subject and its contract model."""
+
     subject: str
-    event: dict[str, Any]
+    event: BaseModel
+
+    @property
+    def event_id(self) -> str:
+        return str(getattr(self.event, "event_id", "") or "")
+
+    @property
+    def appeal_id(self) -> str:
+        return str(getattr(self.event, "appeal_id", "") or "")
+
+
+def _waiting(rows: Iterable[asyncpg.Record]) -> list[WaitingEvent]:
+    """Waiting rows, oldest first, each payload parsed back into its subject's contract model."""
+    return [WaitingEvent(r["subject"], contract_for(r["subject"]).model_validate(r["payload"]))
+            for r in sorted(rows, key=lambda r: r["waiting_since"])]
 
 
 async def park(conn: asyncpg.Connection, events: Sequence[WaitingEvent], now: datetime) -> None:
@@ -82,8 +103,8 @@ async def park(conn: asyncpg.Connection, events: Sequence[WaitingEvent], now: da
         SELECT e, a, s, p::jsonb, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(e, a, s, p)
         ON CONFLICT (event_id) DO NOTHING
         """,
-        [w.event["event_id"] for w in events], [w.event["appeal_id"] for w in events], [w.subject for w in events],
-        [json.dumps(w.event, ensure_ascii=False) for w in events], now,
+        [w.event_id for w in events], [w.appeal_id for w in events], [w.subject for w in events],
+        [w.event.model_dump_json() for w in events], now,
     )
 
 
@@ -96,7 +117,7 @@ async def take_waiting_for(conn: asyncpg.Connection, appeal_ids: Iterable[str]) 
         "DELETE FROM waiting_events WHERE appeal_id = ANY($1::text[]) RETURNING subject, payload, waiting_since",
         keys,
     )
-    return [WaitingEvent(r["subject"], r["payload"]) for r in sorted(rows, key=lambda r: r["waiting_since"])]
+    return _waiting(rows)
 
 
 async def waiting_to_release(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> list[asyncpg.Record]:
@@ -117,7 +138,7 @@ async def take_waiting(conn: asyncpg.Connection, event_ids: Sequence[str]) -> li
         "DELETE FROM waiting_events WHERE event_id = ANY($1::text[]) RETURNING subject, payload, waiting_since",
         list(event_ids),
     )
-    return [WaitingEvent(r["subject"], r["payload"]) for r in sorted(rows, key=lambda r: r["waiting_since"])]
+    return _waiting(rows)
 
 
 async def count_waiting(conn: asyncpg.Connection) -> int:
@@ -317,10 +338,34 @@ async def release_many(conn: asyncpg.Connection, claims: Sequence[Claim], now: d
     )
 
 
-async def notifications_of(conn: asyncpg.Connection, appeal_id: str) -> list[asyncpg.Record]:
+@dataclass(frozen=True)
+class ListPosition:
+    """Where a page of an appeal's notifications ended: the sort key of its last row."""
+
+    created_at: datetime
+    cause_subject: str
+    channel: str
+    notification_id: str
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> ListPosition:
+        return cls(row["created_at"], row["cause_subject"], row["channel"], row["notification_id"])
+
+
+async def notifications_of(conn: asyncpg.Connection, appeal_id: str, limit: int,
+                           after: ListPosition | None = None) -> list[asyncpg.Record]:
+    """Up to ``limit`` notifications of an appeal in planning order, those after ``after`` (keyset paging)."""
+    if after is None:
+        return await conn.fetch(
+            "SELECT * FROM notifications WHERE appeal_id = $1 "
+            "ORDER BY created_at, cause_subject, channel, notification_id LIMIT $2",
+            appeal_id, limit,
+        )
     return await conn.fetch(
-        "SELECT * FROM notifications WHERE appeal_id = $1 ORDER BY created_at, cause_subject, channel, notification_id",
-        appeal_id,
+        "SELECT * FROM notifications WHERE appeal_id = $1 "
+        "AND (created_at, cause_subject, channel, notification_id) > ($3, $4, $5, $6) "
+        "ORDER BY created_at, cause_subject, channel, notification_id LIMIT $2",
+        appeal_id, limit, after.created_at, after.cause_subject, after.channel, after.notification_id,
     )
 
 
@@ -370,4 +415,5 @@ async def save_inbound_sms(conn: asyncpg.Connection, *, message_id: str, phone: 
 
 
 async def inbound_sms(conn: asyncpg.Connection, message_id: str) -> asyncpg.Record | None:
+    """The reply recorded under a gateway message id, with the answer it got."""
     return await conn.fetchrow("SELECT * FROM inbound_sms WHERE message_id = $1", message_id)

@@ -30,7 +30,9 @@ from services.notify.channels import (
     WeComWebhook,
     send_with_retries,
 )
-from services.notify.domain import DeliveryPolicy, load_rules, notification_id, plan_notifications
+from services.notify.config import load_rules
+from services.notify.domain import DeliveryPolicy, notification_id, plan_notifications
+from shared.contracts.events import AppealRegistered
 from shared.contracts.subjects import APPEAL_REGISTERED
 from shared.district import load_district
 from tests.support import wait_for
@@ -148,12 +150,12 @@ async def test_sms_logs_mask_the_phone(sink, client, caplog):
 
 
 async def test_a_planned_receipt_goes_through_the_channels_to_the_sink(sink, client):
-    event = {
-        "event_id": "evt-receipt-1",
-        "occurred_at": "2026-11-26T10:00:00+08:00",
-        "appeal_id": "CT-20261126-0042",
-        "contact": {"name": "潘星", "phone": PHONE},
-    }
+    event = AppealRegistered(
+        event_id="evt-receipt-1", occurred_at="2026-11-26T10:00:00+08:00", appeal_id="CT-20261126-0042",
+        channel="hotline", source_id="call-42", enterprise={"name": "成都川开电气有限公司"},
+        contact={"name": "潘星", "phone": PHONE}, content="园区道路缺少左转车道。", kind="appeal",
+        received_at="2026-11-26T09:30:00+08:00",
+    )
     now = datetime(2026, 11, 26, 23, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
     [planned] = plan_notifications(APPEAL_REGISTERED, event, load_district(), load_rules(env={}), now)
     channels = Channels({"sms": SmsGateway(sink.url, client, timeout=2.0)})

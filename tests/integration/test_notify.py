@@ -23,7 +23,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
-from services.notify import handlers
+from services.notify import use_cases
 from services.notify.__main__ import context_of, create_service
 from services.notify.domain import notification_id
 from shared import clock
@@ -236,8 +236,10 @@ async def test_a_registered_appeal_sends_one_receipt_sms_with_the_appeal_id(noti
     assert (contact["phone"], contact["enterprise_name"], contact["category_hint"]) == (phone, ENTERPRISE, "交通出行")
 
     async with http(notify) as client:
-        listed = (await client.get("/notifications", params={"appeal_id": appeal_id})).json()
+        page = (await client.get("/notifications", params={"appeal_id": appeal_id})).json()
         detail = (await client.get(f"/notifications/{row['notification_id']}")).json()
+    listed = page["items"]
+    assert page["next_cursor"] is None
     assert [(n["channel"], n["recipient"], n["status"]) for n in listed] == [
         ("sms", delivered["recipient"], "delivered")]
     assert phone not in str(listed) and listed[0]["recipient_name"] == "潘*"
@@ -390,9 +392,11 @@ async def test_an_sms_reply_3_to_a_rating_invitation_becomes_unsatisfied_feedbac
         assert unclear.status_code == 200
         assert unclear.json()["accepted"] is False and unclear.json()["reason"].startswith("未能识别评价")
         stranger = await client.post("/sms/inbound", json={"id": f"{gateway_id}-c", "from": a_phone(), "text": "3"})
-        assert stranger.status_code == 404 and stranger.json()["accepted"] is False
+        assert stranger.status_code == 404 and stranger.headers["content-type"] == "application/problem+json"
+        assert stranger.json()["reason"] == "unknown_phone"  # not accepted: nothing sent on
         invalid = await client.post("/sms/inbound", json={"id": "x y", "from": "12345", "text": "3"})
         assert invalid.status_code == 422
+        assert {e["field"] for e in invalid.json()["errors"]} >= {"id", "from"}
         schema = (await client.get("/openapi.json")).json()
         assert "/sms/inbound" in schema["paths"] and "InboundSms" in schema["components"]["schemas"]
 
@@ -532,10 +536,50 @@ async def test_an_event_whose_registration_never_comes_is_planned_without_the_co
     await wait_for(lambda: db.fetchval("SELECT count(*) = 1 FROM notify.waiting_events WHERE event_id = $1",
                                        difficult.event_id), what="waiting for the contact (the leader by category)")
 
-    released = await handlers.release_waiting(notify, context_of(notify), wait=timedelta(0))
+    released = await use_cases.release_waiting(notify.unit_of_work(), context_of(notify), wait=timedelta(0))
     assert released >= 1
     rows = await wait_for(lambda: settled(db, difficult.event_id), what="planned without the contact and sent")
     leader = load_district().leader_for(None)
     assert {(r["recipient_role"], r["address"]) for r in rows} == {
         ("district_leader", a) for a in (leader.contact.phone, leader.contact.email) if a}
     assert {r["status"] for r in rows} == {"delivered"}
+
+
+# --- the HTTP list ------------------------------------------------------------------------------------------------
+
+
+async def test_an_appeals_notifications_page_with_a_cursor_each_row_once(notify, db):
+    appeal_id = an_appeal_id()
+    planned_at = clock.now()
+    ids = [f"{uuid.uuid4().hex}" for _ in range(7)]
+    # seven delivered notifications, most planned in the same instant: the cursor must break the ties
+    for i, nid in enumerate(ids):
+        await db.execute(
+            """
+            INSERT INTO notify.notifications (notification_id, cause_event_id, cause_subject, appeal_id, channel,
+                address, recipient_role, template, template_kind, lang, text, not_before, next_attempt_at,
+                status, created_at)
+            VALUES ($1, 'int-page', 'ct.order.dispatched', $2, $3, $4, 'liaisons', 'new_order', 'work_notice', 'zh',
+                    '新工单', now(), now(), 'delivered', $5)
+            """,
+            nid, appeal_id, ("sms", "email", "wecom")[i % 3], f"1390000{i:04d}", planned_at + timedelta(
+                microseconds=1 if i >= 5 else 0),
+        )
+    seen, pages, cursor = [], 0, None
+    async with http(notify) as client:
+        while True:
+            params = {"appeal_id": appeal_id, "limit": 3} | ({"cursor": cursor} if cursor else {})
+            answer = await client.get("/notifications", params=params)
+            assert answer.status_code == 200
+            page = answer.json()
+            assert len(page["items"]) <= 3 and page["limit"] == 3
+            seen += [n["notification_id"] for n in page["items"]]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        bad = await client.get("/notifications", params={"appeal_id": appeal_id, "cursor": "not-a-cursor"})
+        missing = await client.get("/notifications/no-such-notification")
+    assert pages == 3 and sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"
+    assert missing.status_code == 404 and missing.json()["reason"] == "unknown_notification"

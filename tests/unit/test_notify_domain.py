@@ -22,6 +22,7 @@ from services.notify.domain import (
     RATING_INSTRUCTIONS,
     TEMPLATE_VARIABLES,
     DeliveryPolicy,
+    EnterpriseContact,
     NotifyRules,
     PlannedNotification,
     QuietWindow,
@@ -48,7 +49,7 @@ SH = ZoneInfo("Asia/Shanghai")
 DAY = datetime(2026, 11, 26, 10, 0, tzinfo=SH)  # a Thursday morning
 NIGHT = datetime(2026, 11, 26, 23, 0, tzinfo=SH)
 ENTERPRISE_PHONE = "13912345678"
-CONTACT = {"name": "潘星", "phone": ENTERPRISE_PHONE, "lang": "zh", "enterprise_name": "成都川开电气有限公司"}
+CONTACT = EnterpriseContact(name="潘星", phone=ENTERPRISE_PHONE, lang="zh", enterprise_name="成都川开电气有限公司")
 
 
 # --- fixtures and builders -----------------------------------------------------------
@@ -74,19 +75,19 @@ def unit(district: District) -> Unit:
     )
 
 
-def event(model: type, **fields) -> dict:
-    """An event as it arrives on the bus: validated by its contract, dumped to JSON types."""
+def event(model: type, **fields):
+    """An event as the bus hands it over: its contract model."""
     fields.setdefault("event_id", "evt-0001")
     fields.setdefault("occurred_at", "2026-11-26T10:00:00+08:00")
     fields.setdefault("appeal_id", "CT-20261126-0001")
-    return model(**fields).model_dump(mode="json")
+    return model(**fields)
 
 
 def order_fields(unit: Unit, **more) -> dict:
     return {"order_id": "WO-20261126-0001-1", "unit_code": unit.unit_code, "unit": unit.name, **more}
 
 
-def registered(**more) -> dict:
+def registered(**more) -> ev.AppealRegistered:
     fields = dict(
         channel="hotline",
         source_id="call-1",
@@ -100,11 +101,11 @@ def registered(**more) -> dict:
     return event(ev.AppealRegistered, **fields)
 
 
-def replied(unit: Unit, reply: str = "已在园区路口增设左转车道并加强违停巡查。", **more) -> dict:
+def replied(unit: Unit, reply: str = "已在园区路口增设左转车道并加强违停巡查。", **more) -> ev.OrderReplied:
     return event(ev.OrderReplied, **order_fields(unit), reply=reply, resolved=True, **more)
 
 
-def escalated(unit: Unit, level: str, **more) -> dict:
+def escalated(unit: Unit, level: str, **more) -> ev.AppealEscalated:
     return event(
         ev.AppealEscalated,
         **order_fields(unit),
@@ -117,7 +118,7 @@ def escalated(unit: Unit, level: str, **more) -> dict:
     )
 
 
-def plan(subject: str, evt: dict, district: District, rules: NotifyRules, now: datetime = DAY, **kw) -> list[PlannedNotification]:
+def plan(subject: str, evt, district: District, rules: NotifyRules, now: datetime = DAY, **kw) -> list[PlannedNotification]:
     return plan_notifications(subject, evt, district, rules, now, **kw)
 
 
@@ -205,7 +206,7 @@ def test_receipt_goes_to_the_enterprise_at_once_with_the_appeal_id_even_at_night
 
 
 def test_receipt_in_english_for_a_contact_who_prefers_english(district, rules):
-    planned = plan(subj.APPEAL_REGISTERED, registered(), district, rules, contact={"lang": "en"})
+    planned = plan(subj.APPEAL_REGISTERED, registered(), district, rules, contact=EnterpriseContact(lang="en"))
     assert planned[0].lang == "en"
     assert planned[0].text.startswith("[Coffee Time]") and "CT-20261126-0001" in planned[0].text
 
@@ -231,7 +232,7 @@ def test_reply_without_any_enterprise_phone_sends_nothing(district, rules, unit)
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_a_long_reply_is_shortened_but_keeps_the_appeal_id_and_the_rating_digits(district, rules, unit, lang):
     long_reply = "经现场勘查，" + "我单位已协调规划、交警、城管等部门多次会商并制定整改方案，" * 20 + "最终完成。"
-    planned = plan(subj.ORDER_REPLIED, replied(unit, reply=long_reply), district, rules, contact=CONTACT | {"lang": lang})
+    planned = plan(subj.ORDER_REPLIED, replied(unit, reply=long_reply), district, rules, contact=CONTACT.model_copy(update={"lang": lang}))
     text = planned[0].text
     assert len(text) <= rules.sms.max_length
     assert "CT-20261126-0001" in text
@@ -243,7 +244,7 @@ def test_a_long_reply_is_shortened_but_keeps_the_appeal_id_and_the_rating_digits
 def test_sms_length_is_configurable(district, rules, unit):
     short = load_rules(env={"SMS_MAX_LENGTH": "170"})
     for lang in ("zh", "en"):
-        planned = plan(subj.ORDER_REPLIED, replied(unit, reply="答复内容" * 80), district, short, contact=CONTACT | {"lang": lang})
+        planned = plan(subj.ORDER_REPLIED, replied(unit, reply="答复内容" * 80), district, short, contact=CONTACT.model_copy(update={"lang": lang}))
         assert len(planned[0].text) <= 170
         assert RATING_INSTRUCTIONS[lang] in planned[0].text
 
@@ -381,7 +382,7 @@ def test_a_leader_escalation_goes_to_the_leader_the_event_names_with_the_summary
 def test_a_difficult_appeal_goes_to_the_leader_for_its_category(district, rules, unit):
     category = next(c for c in district.categories if district.leader_for(c.name) and district.leader_for(c.name).categories)
     leader = district.leader_for(category.name)
-    planned = plan(subj.APPEAL_ESCALATED, escalated(unit, "difficult"), district, rules, contact=CONTACT | {"category": category.name})
+    planned = plan(subj.APPEAL_ESCALATED, escalated(unit, "difficult"), district, rules, contact=CONTACT.model_copy(update={"category": category.name}))
     assert {p.address for p in planned} == {a for a in (leader.contact.phone, leader.contact.email) if a}
     assert all(p.recipient_role == "district_leader" for p in planned)
 
@@ -395,15 +396,20 @@ def test_a_supervision_escalation_goes_to_the_supervision_office(district, rules
 def test_the_monthly_list_goes_to_the_supervision_office_by_email(district, rules, unit):
     from services.notify.domain import MONTHLY_LIST_SUBJECT
 
-    evt = {
-        "event_id": "month-2026-11",
-        "occurred_at": "2026-12-01T09:00:00+08:00",
-        "month": "2026-11",
-        "items": [
-            {"appeal_id": "CT-1", "unit": unit.name, "summary": "路口违停", "overdue_seconds": 3 * 86400, "level": "supervision"},
-            {"appeal_id": "CT-2", "unit": unit.name, "due_at": "2026-11-20T17:30:00+08:00"},
+    # how late an item is: from its missed deadline to its public notice (通报)
+    evt = ev.MonthlyList(
+        event_id="month-2026-11",
+        occurred_at="2026-12-01T09:00:00+08:00",
+        month="2026-11",
+        items=[
+            ev.MonthlyListItem(appeal_id="CT-1", order_id="WO-1", unit_code=unit.unit_code, unit=unit.name,
+                               summary="路口违停", due_at="2026-11-17T17:30:00+08:00",
+                               noticed_at="2026-11-20T17:30:00+08:00", level="supervision"),
+            ev.MonthlyListItem(appeal_id="CT-2", order_id="WO-2", unit_code=unit.unit_code, unit=unit.name,
+                               due_at="2026-11-20T17:30:00+08:00", noticed_at="2026-11-20T17:30:00+08:00",
+                               level="supervision"),
         ],
-    }
+    )
     planned = plan(MONTHLY_LIST_SUBJECT, evt, district, rules)
     assert addresses(planned) == unit_addresses("supervision_office", district.supervision_office, ("email",))
     mail = planned[0]
@@ -462,8 +468,7 @@ def test_notification_id_is_a_stable_short_hash_of_event_recipient_and_channel()
 
 
 def test_an_event_without_an_id_is_refused(district, rules):
-    evt = registered()
-    evt["event_id"] = ""
+    evt = registered(event_id="")
     with pytest.raises(ValueError, match="event_id"):
         plan(subj.APPEAL_REGISTERED, evt, district, rules)
 
@@ -681,10 +686,10 @@ def test_planning_tells_the_caller_of_a_role_it_cannot_reach_and_plans_the_rest(
     assert "notify: unit no-such-unit is not in the district configuration" in gaps
 
 
-def test_the_old_module_names_still_resolve_through_the_package():
-    from services.notify import config, domain
+def test_the_package_names_the_concepts_and_reading_files_lives_in_config_only():
+    from services.notify import domain
 
-    assert domain.load_rules is config.load_rules and domain.DEFAULT_RULES_PATH == config.DEFAULT_RULES_PATH
+    assert not hasattr(domain, "load_rules") and not hasattr(domain, "DEFAULT_RULES_PATH")
     assert domain.plan_notifications is plan_notifications and domain.subject_matches("ct.>", "ct.appeal.registered")
 
 
@@ -698,20 +703,9 @@ IMPURE_MODULES = frozenset({
 IMPURE_CALLS = frozenset({"open", "getenv", "read_text", "read_bytes", "write_text", "write_bytes", "safe_load", "load"})
 
 
-def _forwarding_shim(tree: ast.Module) -> set[ast.AST]:
-    """The nodes of ``__init__.__getattr__``, which forwards the names that moved to ``config.py``."""
-    return {
-        inner
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
-        for inner in ast.walk(node)
-    }
-
-
 @pytest.mark.parametrize("path", sorted(DOMAIN_PACKAGE.glob("*.py")), ids=lambda p: p.name)
 def test_the_domain_reads_no_file_no_environment_no_clock_and_draws_no_random_numbers(path: Path):
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    shim = _forwarding_shim(tree) if path.name == "__init__.py" else set()
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -720,7 +714,7 @@ def test_the_domain_reads_no_file_no_environment_no_clock_and_draws_no_random_nu
             module = node.module or ""
             if module.split(".")[0] in IMPURE_MODULES:
                 found.append(f"from {module} import ...")
-            elif module.startswith("services") and not module.startswith("services.notify.domain") and node not in shim:
+            elif module.startswith("services") and not module.startswith("services.notify.domain"):
                 found.append(f"from {module} import ... (outside the domain)")
         elif isinstance(node, ast.Attribute) and node.attr == "environ":
             found.append("os.environ")

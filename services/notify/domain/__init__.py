@@ -12,6 +12,7 @@ passes, and configuration gaps go to a ``note`` callback. Which file holds what:
 - ``quiet_hours.py``: the quiet window and when a deferrable SMS may go;
 - ``recipients.py``: who a role addresses (enterprise, liaisons, unit head, lead unit,
   district leaders, supervision office) and at which address;
+- ``facts.py``: what notify reads from an event, one typed view built from its contract model;
 - ``planning.py``: event → planned notifications, each with a stable id;
 - ``contact.py``: the enterprise contact kept from registration, and when an event waits for it;
 - ``retries.py``: the attempt budget, back-off with jitter, the outcome of an attempt;
@@ -23,9 +24,14 @@ The channel clients live in ``services/notify/channels.py``.
 
 from __future__ import annotations
 
-from typing import Any
-
-from services.notify.domain.contact import CONTACT_ROLES, CONTACT_WAIT, contact_from_registered, needs_contact
+from services.notify.domain.contact import (
+    CONTACT_ROLES,
+    CONTACT_WAIT,
+    EnterpriseContact,
+    contact_from_registered,
+    needs_contact,
+)
+from services.notify.domain.facts import EventFacts, ListItem, facts_of
 from services.notify.domain.masking import mask_address
 from services.notify.domain.planning import PlannedNotification, notification_id, plan_notifications
 from services.notify.domain.quiet_hours import (
@@ -76,28 +82,14 @@ from services.notify.domain.templates import (
 from services.notify.domain.variables import template_variables
 
 __all__ = [
-    "CONTACT_ROLES", "CONTACT_WAIT", "DEFAULT_DEFER_KINDS", "DEFAULT_RULES_PATH", "DEFAULT_SHRINK_ORDER", "ELLIPSIS",
+    "CONTACT_ROLES", "CONTACT_WAIT", "DEFAULT_DEFER_KINDS", "DEFAULT_SHRINK_ORDER", "ELLIPSIS",
     "MONTHLY_LIST_SUBJECT", "PROTECTED_VARIABLES", "RATING_INSTRUCTIONS", "SHANGHAI", "TEMPLATE_VARIABLES",
-    "AttemptOutcome", "AttemptResult", "ChannelName", "DeliveryPolicy", "Lang", "NotifyRules", "PlannedNotification",
+    "AttemptOutcome", "AttemptResult", "ChannelName", "DeliveryPolicy", "EnterpriseContact", "EventFacts", "Lang",
+    "ListItem", "NotifyRules", "PlannedNotification",
     "QuietHoursPolicy", "QuietWindow", "RandomSource", "Recipient", "RecipientRole", "Rule", "RulesError", "Scalar",
     "SmsPolicy", "Template", "TemplateKind", "TemplateText",
-    "after_attempt", "backoff", "contact_from_registered", "feedback_id_for_sms", "load_rules", "mask_address",
+    "after_attempt", "backoff", "contact_from_registered", "facts_of", "feedback_id_for_sms", "mask_address",
     "needs_contact", "next_send_time", "notification_id", "outcome_event_id", "parse_quiet_hours",
     "parse_rating_reply", "placeholders", "plan_notifications", "rating_invitation_text", "recipients_for",
     "render", "rules_from_document", "subject_matches", "template_variables",
 ]
-
-_MOVED_TO_CONFIG = frozenset({"load_rules", "DEFAULT_RULES_PATH"})
-
-
-def __getattr__(name: str) -> Any:
-    """``load_rules`` and ``DEFAULT_RULES_PATH`` read files and moved to ``services.notify.config``.
-
-    Forwarded, on first use only, so old imports (``tests/integration/test_channels.py``)
-    keep working; the domain's own code never reads a file.
-    """
-    if name in _MOVED_TO_CONFIG:
-        from services.notify import config
-
-        return getattr(config, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from services.notify.domain.facts import EventFacts, facts_of
+from shared.contracts.events import AppealRegistered
 
 if TYPE_CHECKING:
     from services.notify.domain.rules import NotifyRules
@@ -22,44 +26,42 @@ CONTACT_ROLES = frozenset({"enterprise", "district_leader"})
 """Recipient roles whose address or choice depends on the contact stored at registration."""
 
 
-def contact_from_registered(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The contact kept per appeal from ``ct.appeal.registered``: what later events do not carry.
+class EnterpriseContact(BaseModel):
+    """The contact kept per appeal from ``ct.appeal.registered``: what later events do not carry."""
 
-    Keys: ``name``, ``phone``, ``lang`` (``zh``: the contract carries no language),
-    ``enterprise_name``, ``category`` (the sender's category hint) and ``urgent``.
-    """
-    contact = event.get("contact") if isinstance(event.get("contact"), Mapping) else {}
-    enterprise = event.get("enterprise") if isinstance(event.get("enterprise"), Mapping) else {}
-    lang = contact.get("lang") if contact.get("lang") in ("zh", "en") else "zh"
-    return {
-        "name": contact.get("name") or None,
-        "phone": contact.get("phone") or None,
-        "lang": lang,
-        "enterprise_name": enterprise.get("name") or None,
-        "category": event.get("category_hint") or None,
-        "urgent": bool(event.get("urgent")),
-    }
+    model_config = ConfigDict(frozen=True)
+    name: str | None = None
+    phone: str | None = None
+    lang: Literal["zh", "en"] = "zh"
+    """``zh`` unless told otherwise: the contract carries no language."""
+    enterprise_name: str | None = None
+    category: str | None = None
+    """The sender's category hint."""
+    urgent: bool = False
 
 
-def needs_contact(subject: str, event: Mapping[str, Any], rules: NotifyRules) -> bool:
+def contact_from_registered(event: AppealRegistered) -> EnterpriseContact:
+    """The contact to keep from a registration: name, phone, enterprise, category hint, urgency."""
+    return EnterpriseContact(
+        name=event.contact.name or None,
+        phone=event.contact.phone or None,
+        enterprise_name=event.enterprise.name or None,
+        category=event.category_hint or None,
+        urgent=bool(event.urgent),
+    )
+
+
+def needs_contact(subject: str, event: BaseModel | EventFacts, rules: NotifyRules) -> bool:
     """Whether planning this event must wait for the appeal's stored contact.
 
     True when a matching rule addresses the enterprise and the event carries no
     phone of its own, or addresses a district leader that neither the event's
     targets nor its category name.
     """
-    if not event.get("appeal_id"):
+    facts = event if isinstance(event, EventFacts) else facts_of(subject, event)
+    if not facts.appeal_id:
         return False
-    roles = {role for rule in rules.matching(subject, event) for role in rule.recipients} & CONTACT_ROLES
-    if "enterprise" in roles:
-        in_event = event.get("contact") if isinstance(event.get("contact"), Mapping) else {}
-        if not (in_event.get("phone") or event.get("contact_phone")):
-            return True
-    if "district_leader" in roles:
-        named = any(
-            isinstance(t, Mapping) and t.get("role") == "district_leader" and t.get("name")
-            for t in event.get("targets") or []
-        )
-        if not named and not event.get("category"):
-            return True
-    return False
+    roles = {role for rule in rules.matching(subject, facts.event) for role in rule.recipients} & CONTACT_ROLES
+    if "enterprise" in roles and not facts.contact_phone:
+        return True
+    return "district_leader" in roles and not facts.leaders_named and not facts.category

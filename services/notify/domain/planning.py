@@ -1,19 +1,21 @@
 """Planning: an event → the notifications it causes, each with a stable identity.
 
-The handler gives :func:`plan_notifications` an event, the district configuration and
-the rules; it gets back the messages to send, each identified by (cause event,
-recipient, channel) so a redelivered event never sends a message twice.
+The planning use case gives :func:`plan_notifications` an event (its contract model),
+the district configuration and the rules; it gets back the messages to send, each
+identified by (cause event, recipient, channel) so a redelivered event never sends a
+message twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.notify.domain.contact import EnterpriseContact
+from services.notify.domain.facts import EventFacts, facts_of
 from services.notify.domain.masking import mask_address
 from services.notify.domain.quiet_hours import next_send_time
 from services.notify.domain.recipients import ChannelName, Lang, Recipient, RecipientRole, recipients_for
@@ -64,48 +66,47 @@ class PlannedNotification(BaseModel):
 
 def plan_notifications(
     subject: str,
-    event: Mapping[str, Any],
+    event: BaseModel | EventFacts,
     district: District,
     rules: NotifyRules,
     now: datetime,
-    contact: Mapping[str, Any] | None = None,
+    contact: EnterpriseContact | None = None,
     *,
     urgent: bool = False,
     note: Callable[[str], object] | None = None,
 ) -> list[PlannedNotification]:
     """The messages an event causes, per the rules: recipients, channel, rendered text and send time.
 
-    ``event`` is the event as JSON (or ``model_dump()``), ``now`` an aware time.
-    ``contact`` is the enterprise contact stored at registration (``name``, ``phone``,
-    ``lang``, optionally ``enterprise_name`` and ``category``) for events that do not
-    carry it; ``urgent`` marks an urgent appeal for events that do not say so
+    ``event`` is the event's contract model (``shared.contracts.events``) or its
+    :class:`~services.notify.domain.facts.EventFacts`; ``now`` an aware time.
+    ``contact`` is the enterprise contact stored at registration for events that do
+    not carry it; ``urgent`` marks an urgent appeal for events that do not say so
     themselves. Each (channel, address) gets at most one message per event, from
     the first matching rule. SMS texts are shortened to ``rules.sms.max_length``;
     deferrable SMS get ``not_before`` at the end of quiet hours. ``note`` (for instance
     a logger's ``warning``) hears of configuration gaps: a unit the district does not
     know, a role with no address on the rule's channels; the other messages are planned.
     """
-    event_id = str(event.get("event_id") or "")
+    facts = event if isinstance(event, EventFacts) else facts_of(subject, event)
+    event_id = facts.event_id
     if not event_id:
         raise ValueError(f"{subject}: the event has no event_id; a notification's identity needs it")
-    is_urgent = bool(urgent or event.get("urgent") or (contact or {}).get("urgent"))
-    appeal_id = str(event["appeal_id"]) if event.get("appeal_id") else None
+    is_urgent = bool(urgent or facts.urgent or (contact is not None and contact.urgent))
     planned: list[PlannedNotification] = []
     seen: set[tuple[str, str]] = set()
-    for rule in rules.matching(subject, event):
+    for rule in rules.matching(subject, facts.event):
         template = rules.templates[rule.template]
         for role in rule.recipients:
             reached = False
             for channel in rule.channels:
-                recipients = recipients_for(role, channel, event, district, contact, note)
+                recipients = recipients_for(role, channel, facts, district, contact, note)
                 reached = reached or bool(recipients)
                 for r in recipients:
                     if (channel, r.address) in seen:
                         continue
                     seen.add((channel, r.address))
-                    planned.append(
-                        _plan_one(subject, event, district, rules, now, contact, template, rule.template, channel, r, is_urgent, event_id, appeal_id)
-                    )
+                    planned.append(_plan_one(facts, district, rules, now, contact, template, rule.template,
+                                             channel, r, is_urgent))
             if not reached:
                 # configuration gap (a unit without liaisons, an appeal without a phone): say so, send the rest
                 if note is not None:
@@ -114,23 +115,20 @@ def plan_notifications(
 
 
 def _plan_one(
-    subject: str,
-    event: Mapping[str, Any],
+    event: EventFacts,
     district: District,
     rules: NotifyRules,
     now: datetime,
-    contact: Mapping[str, Any] | None,
+    contact: EnterpriseContact | None,
     template: Template,
     template_name: str,
     channel: ChannelName,
     recipient: Recipient,
     urgent: bool,
-    event_id: str,
-    appeal_id: str | None,
 ) -> PlannedNotification:
     words = template.text_for(recipient.lang)
     variables = template_variables(
-        subject, event, district, recipient.lang, contact=contact, recipient_name=recipient.name, urgent=urgent
+        event.subject, event, district, recipient.lang, contact=contact, recipient_name=recipient.name, urgent=urgent
     )
     if channel == "sms":
         # an SMS is one paragraph: no line breaks or runs of spaces from free text
@@ -143,10 +141,10 @@ def _plan_one(
         text = render(words.text, variables)
         not_before = now
     return PlannedNotification(
-        notification_id=notification_id(event_id, recipient.address, channel),
-        cause_event_id=event_id,
-        cause_subject=subject,
-        appeal_id=appeal_id,
+        notification_id=notification_id(event.event_id, recipient.address, channel),
+        cause_event_id=event.event_id,
+        cause_subject=event.subject,
+        appeal_id=event.appeal_id,
         channel=channel,
         address=recipient.address,
         recipient_role=recipient.role,

@@ -9,11 +9,15 @@ office. Addresses come from the district configuration.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from shared.district import Contact, District, Unit
+
+if TYPE_CHECKING:
+    from services.notify.domain.contact import EnterpriseContact
+    from services.notify.domain.facts import EventFacts
 
 ChannelName = Literal["sms", "email", "wecom"]
 Lang = Literal["zh", "en"]
@@ -58,27 +62,21 @@ def _unit_recipients(role: RecipientRole, unit: Unit, channel: ChannelName) -> l
     return out + _contact_addresses(role, contacts, channel)
 
 
-def _enterprise_recipient(event: Mapping[str, Any], contact: Mapping[str, Any] | None) -> Recipient | None:
-    stored = dict(contact or {})
-    in_event = event.get("contact") if isinstance(event.get("contact"), Mapping) else {}
-    phone = in_event.get("phone") or event.get("contact_phone") or stored.get("phone")
+def _enterprise_recipient(event: EventFacts, contact: EnterpriseContact | None) -> Recipient | None:
+    phone = event.contact_phone or (contact.phone if contact else None)
     if not phone:
         return None
-    name = in_event.get("name") or stored.get("name") or ""
-    lang: Lang = "en" if stored.get("lang") == "en" or in_event.get("lang") == "en" else "zh"
-    return Recipient("enterprise", str(name), str(phone), lang)
+    name = event.contact_name or (contact.name if contact else None) or ""
+    lang: Lang = "en" if contact is not None and contact.lang == "en" else "zh"
+    return Recipient("enterprise", name, phone, lang)
 
 
-def _leaders(event: Mapping[str, Any], district: District, contact: Mapping[str, Any] | None) -> list[Contact]:
-    named = [
-        t.get("name")
-        for t in event.get("targets") or []
-        if isinstance(t, Mapping) and t.get("role") == "district_leader" and t.get("name")
-    ]
-    chosen = [leader for leader in district.leaders if leader.name in named or leader.leader_id in named]
+def _leaders(event: EventFacts, district: District, contact: EnterpriseContact | None) -> list[Contact]:
+    chosen = [leader for leader in district.leaders
+              if leader.name in event.leaders_named or leader.leader_id in event.leaders_named]
     if not chosen:
-        category = event.get("category") or (contact or {}).get("category")
-        leader = district.leader_for(str(category) if category else None)
+        category = event.category or (contact.category if contact else None)
+        leader = district.leader_for(category or None)
         chosen = [leader] if leader else []
     return [leader.contact for leader in chosen]
 
@@ -86,9 +84,9 @@ def _leaders(event: Mapping[str, Any], district: District, contact: Mapping[str,
 def recipients_for(
     role: RecipientRole,
     channel: ChannelName,
-    event: Mapping[str, Any],
+    event: EventFacts,
     district: District,
-    contact: Mapping[str, Any] | None,
+    contact: EnterpriseContact | None,
     note: Callable[[str], object] | None = None,
 ) -> list[Recipient]:
     """Who a rule's ``role`` addresses on ``channel`` for this event, with their addresses.
@@ -102,11 +100,11 @@ def recipients_for(
         r = _enterprise_recipient(event, contact)
         return [r] if r else []
     if role in ("liaisons", "unit_head"):
-        code = event.get("unit_code")
+        code = event.unit_code
         if not code:
             return []
         try:
-            unit = district.unit(str(code))
+            unit = district.unit(code)
         except KeyError:
             if note is not None:
                 note(f"notify: unit {code} is not in the district configuration")

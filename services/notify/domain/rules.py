@@ -42,8 +42,12 @@ class Rule(BaseModel):
     channels: list[ChannelName] = Field(min_length=1)
     template: str
 
-    def matches(self, subject: str, event: Mapping[str, Any]) -> bool:
-        """Whether the rule applies: the subject matches and every ``when`` field has an accepted value."""
+    def matches(self, subject: str, event: BaseModel) -> bool:
+        """Whether the rule applies: the subject matches and every ``when`` field has an accepted value.
+
+        ``when`` names fields of the event's contract model (``outcome``, ``level``,
+        ``accepted``; a dotted path reaches into a nested model).
+        """
         if not subject_matches(self.subject, subject):
             return False
         for path, expected in self.when.items():
@@ -121,17 +125,20 @@ class NotifyRules(BaseModel):
                     )
         return self
 
-    def matching(self, subject: str, event: Mapping[str, Any]) -> list[Rule]:
+    def matching(self, subject: str, event: BaseModel) -> list[Rule]:
         """The rules that apply to an event, in file order."""
         return [r for r in self.rules if r.matches(subject, event)]
 
 
-def _lookup(event: Mapping[str, Any], path: str) -> Any:
+def _lookup(event: BaseModel, path: str) -> Any:
     value: Any = event
     for part in path.split("."):
-        if not isinstance(value, Mapping):
+        if isinstance(value, BaseModel):
+            value = getattr(value, part, None)
+        elif isinstance(value, Mapping):  # a field the contract types as a plain mapping
+            value = value.get(part)
+        else:
             return None
-        value = value.get(part)
     return value
 
 

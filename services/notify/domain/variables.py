@@ -6,14 +6,17 @@ durations in days and hours, and the lines of a monthly list.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.notify.domain.quiet_hours import SHANGHAI
 from services.notify.domain.ratings import RATING_INSTRUCTIONS
 from shared.district import District
+
+if TYPE_CHECKING:
+    from services.notify.domain.contact import EnterpriseContact
+    from services.notify.domain.facts import EventFacts
 
 _LABELS: dict[str, dict[str, Any]] = {
     "zh": {
@@ -63,17 +66,6 @@ _LABELS: dict[str, dict[str, Any]] = {
 }
 
 
-def _as_datetime(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
 def _fmt_time(value: datetime, lang: str) -> str:
     local = value.astimezone(SHANGHAI) if value.tzinfo else value
     if lang == "en":
@@ -105,36 +97,22 @@ def _label(lang: str, group: str, key: Any) -> str:
     return _LABELS[lang][group].get(key, "" if key is None else str(key))
 
 
-def _enterprise_name(event: Mapping[str, Any], contact: Mapping[str, Any] | None) -> str:
-    enterprise = event.get("enterprise")
-    if isinstance(enterprise, Mapping) and enterprise.get("name"):
-        return str(enterprise["name"])
-    for source in (event, contact or {}):
-        for key in ("enterprise_name", "enterprise"):
-            if isinstance(source.get(key), str) and source[key]:
-                return source[key]
-    return ""
-
-
-def _items(event: Mapping[str, Any], lang: str) -> str:
+def _items(event: EventFacts, lang: str) -> str:
     lines = []
-    for i, item in enumerate(event.get("items") or [], start=1):
-        if not isinstance(item, Mapping):
-            continue
-        head = f"{i}. {item.get('appeal_id', '')} {item.get('unit', '')}".rstrip()
+    for i, item in enumerate(event.items, start=1):
+        head = f"{i}. {item.appeal_id} {item.unit}".rstrip()
         bits = []
-        if item.get("enterprise"):
-            bits.append(str(item["enterprise"]))
-        if item.get("summary"):
-            bits.append(str(item["summary"]))
-        due = _as_datetime(item.get("due_at"))
-        if due:
-            bits.append(("due " if lang == "en" else "时限") + _fmt_time(due, lang))
-        if item.get("overdue_seconds"):
-            late = _fmt_duration(item["overdue_seconds"], lang)
+        if item.enterprise:
+            bits.append(item.enterprise)
+        if item.summary:
+            bits.append(item.summary)
+        if item.due_at:
+            bits.append(("due " if lang == "en" else "时限") + _fmt_time(item.due_at, lang))
+        if item.overdue_seconds:
+            late = _fmt_duration(item.overdue_seconds, lang)
             bits.append(f"{late} overdue" if lang == "en" else f"超期{late}")
-        if item.get("level"):
-            bits.append(_label(lang, "level", item["level"]))
+        if item.level:
+            bits.append(_label(lang, "level", item.level))
         sep = "; " if lang == "en" else "；"
         lines.append(head + (": " if lang == "en" else "：") + sep.join(bits) if bits else head)
     return "\n".join(lines)
@@ -142,11 +120,11 @@ def _items(event: Mapping[str, Any], lang: str) -> str:
 
 def template_variables(
     subject: str,
-    event: Mapping[str, Any],
+    event: EventFacts,
     district: District,
     lang: str,
     *,
-    contact: Mapping[str, Any] | None = None,
+    contact: EnterpriseContact | None = None,
     recipient_name: str = "",
     urgent: bool = False,
 ) -> dict[str, str]:
@@ -157,53 +135,48 @@ def template_variables(
     """
     lang = "en" if lang == "en" else "zh"
     labels = _LABELS[lang]
-    unit_name = str(event.get("unit") or "")
-    if not unit_name and event.get("unit_code"):
+    unit_name = event.unit or ""
+    if not unit_name and event.unit_code:
         try:
-            unit_name = district.unit(str(event["unit_code"])).name
+            unit_name = district.unit(event.unit_code).name
         except KeyError:
-            unit_name = str(event["unit_code"])
-    due = _as_datetime(event.get("due_at"))
-    if due is not None:
-        deadline = _fmt_time(due, lang)
-    elif event.get("deadline_days") is not None:
-        deadline = labels["working_days"].format(n=event["deadline_days"])
+            unit_name = event.unit_code
+    if event.due_at is not None:
+        deadline = _fmt_time(event.due_at, lang)
+    elif event.deadline_days is not None:
+        deadline = labels["working_days"].format(n=event.deadline_days)
     else:
         deadline = ""
-    reasons = event.get("reasons")
-    reason = str(event.get("reason") or "")
-    if not reason and isinstance(reasons, list):
-        reason = ("; " if lang == "en" else "；").join(str(r) for r in reasons)
-    summary = str(event.get("summary") or event.get("title") or event.get("content") or "")
-    items = event.get("items") if isinstance(event.get("items"), list) else []
+    reason = event.reason or ("; " if lang == "en" else "；").join(event.reasons)
+    enterprise = event.enterprise_name or (contact.enterprise_name if contact else None)
     return {
-        "appeal_id": str(event.get("appeal_id") or ""),
-        "order_id": str(event.get("order_id") or ""),
-        "enterprise": _enterprise_name(event, contact) or labels["no_enterprise"],
+        "appeal_id": event.appeal_id or "",
+        "order_id": event.order_id or "",
+        "enterprise": enterprise or labels["no_enterprise"],
         "unit": unit_name,
-        "order_role": _label(lang, "order_role", event.get("role")),
-        "summary": summary,
-        "reply": str(event.get("reply") or ""),
-        "resolved": labels["resolved"][bool(event.get("resolved"))] if "resolved" in event else "",
+        "order_role": _label(lang, "order_role", event.role),
+        "summary": event.summary,
+        "reply": event.reply or "",
+        "resolved": labels["resolved"][event.resolved] if event.resolved is not None else "",
         "deadline": deadline,
-        "deadline_days": _fmt_number(event.get("deadline_days")),
-        "sign_hours": _fmt_number(event.get("sign_hours")),
-        "clock": _label(lang, "clock", event.get("clock") or ("handling" if subject.endswith("escalated") else None)),
-        "level": _label(lang, "level", event.get("level")),
+        "deadline_days": _fmt_number(event.deadline_days),
+        "sign_hours": _fmt_number(event.sign_hours),
+        "clock": _label(lang, "clock", event.clock or ("handling" if subject.endswith("escalated") else None)),
+        "level": _label(lang, "level", event.level),
         "reason": reason,
-        "days": _fmt_number(event.get("days")),
-        "return_count": _fmt_number(event.get("return_count")),
-        "reopen_count": _fmt_number(event.get("reopen_count")),
-        "overdue": _fmt_duration(event.get("overdue_seconds") or 0, lang),
-        "outcome": _label(lang, "outcome", event.get("outcome")),
-        "answer": str(event.get("answer") or ""),
-        "comment": str(event.get("comment") or ""),
-        "category": str(event.get("category") or event.get("category_hint") or ""),
+        "days": _fmt_number(event.days),
+        "return_count": _fmt_number(event.return_count),
+        "reopen_count": _fmt_number(event.reopen_count),
+        "overdue": _fmt_duration(event.overdue_seconds, lang),
+        "outcome": _label(lang, "outcome", event.outcome),
+        "answer": event.answer or "",
+        "comment": event.comment or "",
+        "category": event.category or event.category_hint or "",
         "recipient": recipient_name,
         "district": district.name,
         "urgent_mark": labels["urgent_mark"] if urgent else "",
         "rating_instructions": RATING_INSTRUCTIONS[lang],
-        "month": str(event.get("month") or ""),
+        "month": event.month or "",
         "items": _items(event, lang),
-        "item_count": str(len(items)),
+        "item_count": str(len(event.items)),
     }
