@@ -38,8 +38,8 @@ SH = ZoneInfo("Asia/Shanghai")
 UNIT = "traffic_police"  # 区公安分局交警大队: liaisons 吴刚, 郑洁; head 王建军
 CO_UNIT = "transport_bureau"
 # what dispatch snapshots on an order: deadlines and who is told, no ladder fields
-DISPATCH_SNAPSHOT = {"deadline_days": 5, "sign_hours": 4, "district_leader": "leader_liu",
-                     "lead_unit": "approval_bureau", "supervision_office": "supervision_office"}
+DISPATCH_SNAPSHOT = ev.OrderPolicy(deadline_days=5, sign_hours=4, district_leader="leader_liu",
+                                   lead_unit="approval_bureau", supervision_office="supervision_office")
 MIGRATIONS = Path(__file__).parents[2] / "services" / "escalation" / "migrations"
 
 
@@ -638,7 +638,12 @@ async def test_the_monthly_report_counts_rates_and_ranks_the_units(escalation, s
         document = response.json()
         csv_text = (await client.get("/report", params={"month": "2026-11", "format": "csv"})).text
         table = (await client.get("/report", params={"month": "2026-11", "format": "table"})).text
-        assert (await client.get("/report", params={"month": "2026-13"})).status_code == 422
+        bad_month = await client.get("/report", params={"month": "2026-13"})
+        assert bad_month.status_code == 422
+        assert bad_month.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in bad_month.json()["errors"]] == ["month"]
+        bad_format = await client.get("/report", params={"month": "2026-11", "format": "xlsx"})
+        assert bad_format.status_code == 422 and [e["field"] for e in bad_format.json()["errors"]] == ["format"]
     units = {u["unit_code"]: u for u in document["units"]}
     a, b = units[unit_a], units[unit_b]
     assert {k: a[k] for k in ("received", "signed_on_time", "due", "closed", "closed_on_time", "rated",
