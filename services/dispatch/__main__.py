@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.dispatch import api, handlers
+from services.dispatch.repository import DispatchUnitOfWork
 from shared.district import load_district
 from shared.service import Service, run
 from shared.settings import Settings
@@ -14,7 +15,7 @@ NAME = "dispatch"
 
 def create_service(settings: Settings) -> Service:
     district = load_district(settings.district_config)
-    service = Service(NAME, settings, Path(__file__).with_name("migrations"))
+    service = Service(NAME, settings, Path(__file__).with_name("migrations"), unit_of_work=DispatchUnitOfWork)
     handlers.register(service, district)
     api.register(service, district)
     return service

@@ -1,133 +1,200 @@
 """Dispatch's HTTP API for units: list and work their orders with a bearer token.
 
-The same semantics as ``ct.in.order.<unit_code>.<action>``: every action goes
-through :func:`services.dispatch.handlers.act`. A unit sees only its own orders;
-the lead unit sees all and also dispatches, re-dispatches and decides.
+The same semantics as ``ct.in.order.<unit_code>.<action>``: a request body
+becomes the same command (``shared.contracts.inbound.UnitCommand``) and goes
+through the same use case, :func:`services.dispatch.use_cases.act`. A unit sees
+only its own orders; the lead unit sees all and also dispatches, re-dispatches
+and decides. Refusals answer problem+json with the refusal's ``reason`` and the
+``rule`` it broke: 403 not_your_order, 404 unknown_order, 409 illegal_transition
+or return_limit_reached, 422 invalid (with field errors).
 """
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Body, Depends, Security
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
-from services.dispatch import store
-from services.dispatch.domain import ActionPayload
-from services.dispatch.handlers import act, parse_action
+from services.dispatch import use_cases
+from services.dispatch.domain import rules
+from services.dispatch.repository import DispatchUnitOfWork
 from shared import clock
-from shared.contracts import SourceId, UnitCode
+from shared.contracts import FieldError
+from shared.contracts import inbound as inb
 from shared.district import District, Unit, UnitKind
+from shared.http import CURSOR, LIMIT, Page, ProblemError, bearer, bearer_token, decode_cursor, page_of, problems
 from shared.service import Service
 
-
-class ActionRequest(BaseModel):
-    """The body of ``POST /orders/{order_id}/{action}``: the fields of ``UnitAction`` but ``order_id``."""
-
-    action_id: SourceId = Field(description="Your id of this action; repeating it does nothing twice.")
-    actor: str = Field(min_length=1, max_length=200, description="Who in the unit acts.")
-    reason: str | None = Field(None, description="return, extend, escalate, deny_extension.")
-    note: str | None = Field(None, description="progress.")
-    days: int | None = Field(None, description="extend, grant_extension.")
-    reply: str | None = Field(None, description="reply.")
-    resolved: bool | None = Field(None, description="reply.")
-    unit_code: UnitCode | None = Field(None, description="redispatch, decide_return (lead unit).")
-    accept: bool | None = Field(None, description="decide_return (lead unit).")
+OrderAction = StrEnum("OrderAction", {name: name for name in inb.ORDER_ACTIONS})
+"""The ``{action}`` of ``POST /orders/{order_id}/{action}``: every unit action on an existing order (from the commands)."""
 
 
-class DispatchRequest(BaseModel):
-    """The body of ``POST /appeals/{appeal_id}/dispatch`` (lead unit, from the manual queue)."""
+class OrderView(BaseModel):
+    """A work order as a unit sees it on its list."""
 
-    action_id: SourceId
-    actor: str = Field(min_length=1, max_length=200)
-    unit_code: UnitCode
-    co_units: list[UnitCode] = Field(default_factory=list)
+    order_id: str
+    appeal_id: str
+    unit_code: str
+    role: str = Field(description="lead (主办) or co (协办).")
+    status: str = Field(description="dispatched, signed, returned, replied, closed, reopened or cancelled.")
+    reopen_count: int
+    dispatched_at: datetime | None
+    signed_at: datetime | None
+    replied_at: datetime | None
+    closed_at: datetime | None
+    due_at: datetime | None = Field(description="The handling deadline (from escalation's clocks).")
+    sign_due_at: datetime | None = Field(description="The sign-for deadline.")
+    pending_extension_days: int | None = Field(description="Days asked for in an extension request still waiting.")
+    extension_days_granted: int
+    escalation_level: str | None = Field(description="The ladder step the order reached.")
+    summary: str
+    enterprise_name: str | None
+    category: str
+    received_at: datetime
+    overdue: bool = Field(description="Past its handling deadline and still with the unit (as of the list's first page).")
+    reasons: list[str] = Field(description="Why the order went to this unit.")
+
+
+class QueuedAppeal(BaseModel):
+    """An appeal waiting in the lead unit's manual queue."""
+
+    appeal_id: str
+    summary: str
+    category: str
+    received_at: datetime
+    routing: dict[str, Any] = Field(description="Why routing was not clear: candidates, scores, reasons.")
 
 
 class ActionResponse(BaseModel):
-    accepted: bool
-    duplicate: bool = False
-    reason: str | None = None
-    detail: str = ""
-    subjects: list[str] = []
-    errors: list[dict] = []
+    """An accepted action (a refusal answers problem+json instead)."""
+
+    accepted: bool = True
+    duplicate: bool = Field(False, description="The action id was used before: nothing was done again.")
+    subjects: list[str] = Field(default_factory=list, description="The events it published.")
+    order_ids: list[str] = Field(default_factory=list, description="The orders it changed or created.")
 
 
-REFUSAL_STATUS = {"unknown_order": 404, "not_your_order": 403, "illegal_transition": 409,
-                  "return_limit_reached": 409, "invalid": 422}
+REFUSAL_STATUS = {rules.UNKNOWN_ORDER: 404, rules.NOT_YOUR_ORDER: 403, rules.ILLEGAL_TRANSITION: 409,
+                  rules.RETURN_LIMIT_REACHED: 409, rules.INVALID: 422}
+_FIELD_DETAIL = re.compile(r"^([a-z_][a-z0-9_.]*): (.+)$")
+
+
+def _body_doc(commands: tuple[type[inb.Command], ...], given: str) -> str:
+    lines = [f"`{c.action_name()}`: " + (", ".join(
+        f"{name}{'' if f.is_required() else '?'}" for name, f in c.model_fields.items()
+        if name not in ("action", "action_id", "actor", "order_id", "appeal_id")) or "nothing more") for c in commands]
+    return f"The command's fields ({given}); `?` marks an optional one. " + "; ".join(lines) + "."
 
 
 def register(service: Service, district: District) -> None:
+    """Add the work-order routes to the service's app."""
     router = APIRouter(tags=["work orders"])
 
-    def current_unit(authorization: str = Header(..., description="Bearer <the unit's API token>")) -> Unit:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, detail="bearer token required", headers={"WWW-Authenticate": "Bearer"})
+    def current_unit(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Unit:
+        token = bearer_token(credentials)
         for unit in district.units:
             if unit.token_matches(token):
                 return unit
-        raise HTTPException(401, detail="unknown token", headers={"WWW-Authenticate": "Bearer"})
+        raise ProblemError(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
 
     def is_lead(unit: Unit) -> bool:
         return unit.kind == UnitKind.lead
 
-    @router.get("/orders", summary="The unit's work orders, overdue first (the lead unit sees all)")
-    async def list_orders(status: str | None = None, unit: Unit = Depends(current_unit)) -> list[dict[str, Any]]:
-        async with service.pool.acquire() as conn:
-            rows = await store.list_orders(conn, None if is_lead(unit) else unit.unit_code, status, clock.now())
-        return [_order_view(r) for r in rows]
+    def uow() -> DispatchUnitOfWork:
+        return service.unit_of_work()  # type: ignore[return-value]
 
-    @router.get("/orders/{order_id}", summary="One work order")
-    async def get_order(order_id: str, unit: Unit = Depends(current_unit)) -> dict[str, Any]:
-        async with service.pool.acquire() as conn:
-            rows = await store.list_orders(conn, None if is_lead(unit) else unit.unit_code, None, clock.now(),
-                                           order_id=order_id)
+    @router.get("/orders", response_model=Page[OrderView], responses=problems(401, 422),
+                summary="The unit's work orders, overdue first, then by deadline (the lead unit sees all)")
+    async def list_orders(status: str | None = None, limit: int = LIMIT, cursor: str | None = CURSOR,
+                          unit: Unit = Depends(current_unit)) -> Page[OrderView]:
+        position = decode_cursor(cursor)
+        try:
+            as_of = datetime.fromisoformat(position["as_of"]) if position else clock.now()
+            after = (int(position["late"]), str(position["due"]), str(position["order_id"])) if position else None
+        except (KeyError, TypeError, ValueError):
+            raise ProblemError(422, "invalid cursor", errors=[FieldError(field="cursor", message="not a cursor of this list")]) from None
+        async with uow() as work:
+            rows = await work.appeals.list_orders(None if is_lead(unit) else unit.unit_code, status, as_of,
+                                                  limit + 1, after)
+        page = page_of(rows, limit, lambda r: {"as_of": as_of.isoformat(), "late": r["late"], "due": r["due"],
+                                              "order_id": r["order_id"]})
+        return Page[OrderView](items=[OrderView.model_validate(r) for r in page.items], next_cursor=page.next_cursor,
+                               limit=limit)
+
+    @router.get("/orders/{order_id}", response_model=OrderView, responses=problems(401, 404), summary="One work order")
+    async def get_order(order_id: str, unit: Unit = Depends(current_unit)) -> OrderView:
+        async with uow() as work:
+            rows = await work.appeals.list_orders(None if is_lead(unit) else unit.unit_code, None, clock.now(), 1,
+                                                  order_id=order_id)
         if rows:
-            return _order_view(rows[0])
+            return OrderView.model_validate(rows[0])
         # another unit's order answers as if it did not exist
-        raise HTTPException(404, detail=f"no order {order_id} for {unit.name}")
+        raise ProblemError(404, f"no order {order_id} for {unit.name}", reason=rules.UNKNOWN_ORDER,
+                           rule=rules.OrderMustExist.name)
+
+    order_commands = tuple(c for c in inb.UNIT_COMMANDS if c.action_name() in inb.ORDER_ACTIONS)
 
     @router.post("/orders/{order_id}/{action}", response_model=ActionResponse,
-                 summary="Act on an order: sign, return, progress, extend, reply, escalate; "
-                         "lead unit: grant_extension, deny_extension, decide_return, redispatch")
-    async def order_action(order_id: str, action: str, body: ActionRequest,
+                 responses=problems(401, 403, 404, 409, 422),
+                 summary="Act on an order: " + ", ".join(inb.UNIT_ACTIONS) + "; lead unit: "
+                         + ", ".join(a for a in inb.LEAD_ACTIONS if a in inb.ORDER_ACTIONS))
+    async def order_action(order_id: str, action: OrderAction,
+                           body: dict[str, Any] = Body(description=_body_doc(order_commands, "besides `action_id` "
+                                                                             "and `actor`, every action needs them")),
                            unit: Unit = Depends(current_unit)) -> ActionResponse:
-        return await _act(unit, action, {**body.model_dump(exclude_none=True), "order_id": order_id})
+        return await _act(unit, action.value, {**body, "order_id": order_id})
 
     @router.post("/appeals/{appeal_id}/dispatch", response_model=ActionResponse,
+                 responses=problems(401, 403, 404, 409, 422),
                  summary="Lead unit: dispatch an appeal from the manual queue by hand")
-    async def dispatch_by_hand(appeal_id: str, body: DispatchRequest,
+    async def dispatch_by_hand(appeal_id: str,
+                               body: dict[str, Any] = Body(description=_body_doc((inb.DispatchByHand,), "with "
+                                                                                 "`action_id` and `actor`")),
                                unit: Unit = Depends(current_unit)) -> ActionResponse:
-        return await _act(unit, "dispatch", {**body.model_dump(), "appeal_id": appeal_id})
+        return await _act(unit, inb.DispatchByHand.action_name(), {**body, "appeal_id": appeal_id})
 
-    @router.get("/queue", summary="Lead unit: appeals waiting to be dispatched by hand")
-    async def manual_queue(unit: Unit = Depends(current_unit)) -> list[dict[str, Any]]:
+    @router.get("/queue", response_model=Page[QueuedAppeal], responses=problems(401, 403, 422),
+                summary="Lead unit: appeals waiting to be dispatched by hand, the longest waiting first")
+    async def manual_queue(limit: int = LIMIT, cursor: str | None = CURSOR,
+                           unit: Unit = Depends(current_unit)) -> Page[QueuedAppeal]:
         if not is_lead(unit):
-            raise HTTPException(403, detail="only the lead unit sees the manual queue")
-        async with service.pool.acquire() as conn:
-            return [dict(r) for r in await store.queued_appeals(conn)]
+            raise ProblemError(403, "only the lead unit sees the manual queue", reason=rules.NOT_YOUR_ORDER,
+                               rule=rules.OnlyLeadUnitMayDecide.name)
+        position = decode_cursor(cursor)
+        try:
+            after = (datetime.fromisoformat(position["created_at"]), str(position["appeal_id"])) if position else None
+        except (KeyError, TypeError, ValueError):
+            raise ProblemError(422, "invalid cursor", errors=[FieldError(field="cursor", message="not a cursor of this list")]) from None
+        async with uow() as work:
+            rows = await work.appeals.queued(limit + 1, after)
+        page = page_of(rows, limit, lambda r: {"created_at": r["created_at"].isoformat(), "appeal_id": r["appeal_id"]})
+        return Page[QueuedAppeal](items=[QueuedAppeal.model_validate(r) for r in page.items],
+                                  next_cursor=page.next_cursor, limit=limit)
 
-    async def _act(unit: Unit, action: str, body: dict) -> ActionResponse:
-        parsed, errors = parse_action(action, body)
-        if parsed is None:
-            raise HTTPException(422, detail=[e.model_dump() for e in errors])
-        async with service.pool.acquire() as conn, conn.transaction():
-            result = await act(service, district, conn, unit_code=unit.unit_code, action=action,
-                               action_id=parsed.action_id, payload=ActionPayload.from_unit_action(parsed),
-                               order_id=parsed.order_id, appeal_id=parsed.appeal_id)
-        service.wake_outbox()
-        response = ActionResponse(accepted=result.accepted, duplicate=result.duplicate, reason=result.reason,
-                                  detail=result.detail, subjects=list(result.subjects))
+    async def _act(unit: Unit, action: str, body: dict[str, Any]) -> ActionResponse:
+        command, errors = inb.parse_unit_command(action, body)
+        if command is None:
+            raise ProblemError(422, "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors,
+                               reason=rules.INVALID, rule=rules.ActionMustBeWellFormed.name)
+        async with uow() as work:
+            result = await use_cases.act(work, district, unit.unit_code, command, clock.now())
         if not result.accepted:
-            raise HTTPException(REFUSAL_STATUS.get(result.reason or "", 409), detail=response.model_dump())
-        return response
+            raise _refusal(result)
+        return ActionResponse(duplicate=result.duplicate, subjects=list(result.subjects),
+                              order_ids=list(result.order_ids))
 
     service.http.include_router(router)
 
 
-def _order_view(row) -> dict[str, Any]:
-    keys = ("order_id", "appeal_id", "unit_code", "role", "status", "reopen_count", "dispatched_at", "signed_at",
-            "replied_at", "closed_at", "due_at", "sign_due_at", "pending_extension_days", "extension_days_granted",
-            "escalation_level", "summary", "enterprise_name", "category", "received_at", "overdue", "reasons")
-    return {k: row[k] for k in keys}
+def _refusal(result: use_cases.ActionResult) -> ProblemError:
+    """The problem+json of a refused action: its status, reason, rule, and a field error where the detail names one."""
+    errors = []
+    if result.reason == rules.INVALID and (m := _FIELD_DETAIL.match(result.detail)):
+        errors = [FieldError(field=m.group(1), message=m.group(2))]
+    return ProblemError(REFUSAL_STATUS.get(result.reason or "", 409), result.detail, errors=errors,
+                        reason=result.reason, rule=result.rule)

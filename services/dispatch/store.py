@@ -130,13 +130,6 @@ async def rated_order(conn: asyncpg.Connection, appeal_id: str) -> WorkOrder | N
     return order_from_row(row) if row else None
 
 
-async def first_time(conn: asyncpg.Connection, consumer: str, key: str) -> bool:
-    """Record ``key`` as handled by ``consumer``; False when it was handled before."""
-    return await conn.fetchval(
-        "INSERT INTO inbox (consumer, key) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true", consumer, key,
-    ) is True
-
-
 async def record_deadlines(conn: asyncpg.Connection, deadlines: list[tuple[str, str, datetime, datetime]]) -> None:
     """(order_id, clock, due_at, set_at) from ``ct.deadline.set``: each kept unless a newer one was applied."""
     for clock, column in (("sign_for", "sign_due"), ("handling", "due")):
@@ -158,27 +151,51 @@ async def record_escalations(conn: asyncpg.Connection, levels: list[tuple[str, s
     await conn.executemany("UPDATE orders SET escalation_level = $2 WHERE order_id = $1", levels)
 
 
-async def list_orders(conn: asyncpg.Connection, unit_code: str | None, status: str | None, now: datetime,
-                      limit: int = 200, order_id: str | None = None) -> list[asyncpg.Record]:
-    """Orders of one unit (or all, for the lead unit), overdue first, then by deadline."""
+ORDER_POSITION = ("late", "due", "order_id")
+"""The keyset of :func:`list_orders`: overdue first (``late`` 0), then the deadline (none last), then the id."""
+
+
+async def list_orders(conn: asyncpg.Connection, unit_code: str | None, status: str | None, as_of: datetime,
+                      limit: int = 50, order_id: str | None = None,
+                      after: tuple[int, str, str] | None = None) -> list[asyncpg.Record]:
+    """Orders of one unit (or all, for the lead unit), overdue first, then by deadline, then by id.
+
+    ``overdue`` is reckoned at ``as_of`` (the time of a list's first page, so that
+    its pages keep one order); each row carries its keyset position (:data:`ORDER_POSITION`):
+    ``late`` (0 overdue, 1 not), ``due`` (the deadline as PostgreSQL's text,
+    ``infinity`` when none) and ``order_id``; ``after`` is the position of the
+    previous page's last row.
+    """
+    late, due, last_id = after or (None, None, None)
     return await conn.fetch(
         """
-        SELECT o.*, a.summary, a.enterprise_name, a.category, a.received_at,
-               (o.status IN ('dispatched', 'signed', 'returned') AND o.due_at < $3) AS overdue
-        FROM orders o JOIN appeals a USING (appeal_id)
-        WHERE ($1::text IS NULL OR o.unit_code = $1) AND ($2::text IS NULL OR o.status = $2)
-          AND ($5::text IS NULL OR o.order_id = $5)
-        ORDER BY overdue DESC, o.due_at NULLS LAST, o.order_id
+        SELECT * FROM (
+            SELECT o.*, a.summary, a.enterprise_name, a.category, a.received_at,
+                   coalesce(o.status IN ('dispatched', 'signed', 'returned') AND o.due_at < $3, false) AS overdue,
+                   CASE WHEN o.status IN ('dispatched', 'signed', 'returned') AND o.due_at < $3 THEN 0 ELSE 1 END
+                       AS late,  -- no deadline known yet: not overdue
+                   coalesce(o.due_at, 'infinity'::timestamptz) AS due_key,
+                   coalesce(o.due_at, 'infinity'::timestamptz)::text AS due
+            FROM orders o JOIN appeals a USING (appeal_id)
+            WHERE ($1::text IS NULL OR o.unit_code = $1) AND ($2::text IS NULL OR o.status = $2)
+              AND ($5::text IS NULL OR o.order_id = $5)
+        ) v
+        WHERE $6::int IS NULL OR (v.late, v.due_key, v.order_id) > ($6::int, $7::text::timestamptz, $8::text)
+        ORDER BY v.late, v.due_key, v.order_id
         LIMIT $4
         """,
-        unit_code, status, now, limit, order_id,
+        unit_code, status, as_of, limit, order_id, late, due, last_id,
     )
 
 
-async def queued_appeals(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+async def queued_appeals(conn: asyncpg.Connection, limit: int = 50,
+                         after: tuple[datetime, str] | None = None) -> list[asyncpg.Record]:
+    """Appeals waiting in the manual queue, the longest waiting first; ``after`` = (created_at, appeal_id)."""
+    created, last_id = after or (None, None)
     return await conn.fetch(
-        "SELECT appeal_id, summary, category, received_at, routing FROM appeals WHERE status = 'queued' "
-        "ORDER BY created_at")
+        "SELECT appeal_id, summary, category, received_at, routing, created_at FROM appeals "
+        "WHERE status = 'queued' AND ($2::timestamptz IS NULL OR (created_at, appeal_id) > ($2, $3::text)) "
+        "ORDER BY created_at, appeal_id LIMIT $1", limit, created, last_id)
 
 
 async def awaiting_rating_since(conn: asyncpg.Connection, cutoff: datetime, limit: int = 200) -> list[str]:

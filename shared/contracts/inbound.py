@@ -7,14 +7,15 @@ add optional fields only. Each model names what the sender did.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
-from pydantic import Field, HttpUrl, model_validator
+from pydantic import Field, HttpUrl, TypeAdapter, ValidationError, model_validator
 
 from shared.contracts.common import (
     AppealKind,
     Content,
     EventKind,
+    FieldError,
     Message,
     Phone,
     Rating,
@@ -118,14 +119,195 @@ class EventRecord(Message):
 
 
 # --- work-order actions: ct.in.order.<unit_code>.<action> ----------------------
+#
+# The commands (cosmicpython's domain/commands.py): one class per action, named by
+# what it asks for, with exactly the fields that action needs. The action's name is
+# the ``action`` literal of its class and exists nowhere else: UnitActionName, the
+# domain's ACTIONS, the HTTP route's path enum and the AsyncAPI parameter enum are
+# all read from the union below.
 
-UnitActionName = Literal[
-    "sign", "return", "progress", "extend", "reply", "escalate",
-    # the lead unit's own actions
-    "dispatch", "redispatch", "grant_extension", "deny_extension", "decide_return",
-]
-UNIT_ACTIONS: tuple[str, ...] = ("sign", "return", "progress", "extend", "reply", "escalate")
-LEAD_ACTIONS: tuple[str, ...] = ("dispatch", "redispatch", "grant_extension", "deny_extension", "decide_return")
+
+class Command(Message):
+    """A unit's, the lead unit's or the enterprise's request to dispatch; ``action`` names it."""
+
+    #: who may give the command: the unit holding the order, the lead unit (牵头单位), or the enterprise
+    given_by: ClassVar[Literal["holding unit", "lead unit", "enterprise"]] = "holding unit"
+
+    action_id: SourceId = Field(description="The sender's id of this action; acting twice with one id does it once.")
+    actor: ShortText = Field(description="Who acted (a name or staff id).")
+
+    @classmethod
+    def action_name(cls) -> str:
+        """The action this command class stands for (its ``action`` literal)."""
+        return get_args(cls.model_fields["action"].annotation)[0]
+
+
+class OrderCommand(Command):
+    """A command about one existing work order."""
+
+    order_id: SourceId = Field(description="The work order acted on.")
+
+
+class SignFor(OrderCommand):
+    """签收: the holding unit accepts a dispatched order."""
+
+    action: Literal["sign"] = "sign"
+
+
+class ReturnOrder(OrderCommand):
+    """退单: the holding unit says it is the wrong unit, before signing."""
+
+    action: Literal["return"] = "return"
+    reason: str = Field(min_length=1, max_length=2000, description="Why the order is not this unit's.")
+
+
+class ReportProgress(OrderCommand):
+    """The holding unit reports what it did on a signed order."""
+
+    action: Literal["progress"] = "progress"
+    note: str = Field(min_length=1, max_length=5000, description="What was done.")
+
+
+class RequestExtension(OrderCommand):
+    """延期: the holding unit asks the lead unit for more working days."""
+
+    action: Literal["extend"] = "extend"
+    days: int = Field(ge=1, le=120, description="Extra working days asked for.")
+    reason: str = Field(min_length=1, max_length=2000, description="Why.")
+
+
+class Reply(OrderCommand):
+    """答复: the holding unit answers the enterprise."""
+
+    action: Literal["reply"] = "reply"
+    reply: str = Field(min_length=1, max_length=5000, description="The unit's answer to the enterprise.")
+    resolved: bool = Field(description="Whether the problem is solved.")
+
+
+class RequestEscalation(OrderCommand):
+    """疑难或重大: the holding unit flags the order difficult or major."""
+
+    action: Literal["escalate"] = "escalate"
+    reason: str = Field(min_length=1, max_length=2000, description="Why.")
+
+
+class DispatchByHand(Command):
+    """人工派单: the lead unit dispatches an appeal waiting in the manual queue."""
+
+    given_by: ClassVar = "lead unit"
+    action: Literal["dispatch"] = "dispatch"
+    order_id: SourceId | None = Field(None, description="Must be absent: an existing order is redispatched.")
+    appeal_id: str = Field(min_length=1, max_length=40, description="The appeal taken from the manual queue.")
+    unit_code: UnitCode = Field(description="The lead handling unit (主办).")
+    co_units: list[UnitCode] = Field(default_factory=list, max_length=10, description="Co-handling units (协办).")
+
+
+class Redispatch(OrderCommand):
+    """改派: the lead unit moves a live order to another unit."""
+
+    given_by: ClassVar = "lead unit"
+    action: Literal["redispatch"] = "redispatch"
+    unit_code: UnitCode = Field(description="The unit that gets the order.")
+
+
+class GrantExtension(OrderCommand):
+    """The lead unit grants a waiting extension request."""
+
+    given_by: ClassVar = "lead unit"
+    action: Literal["grant_extension"] = "grant_extension"
+    days: int | None = Field(None, ge=1, le=120, description="Days granted; the days asked for when absent.")
+
+
+class DenyExtension(OrderCommand):
+    """The lead unit denies a waiting extension request; the deadline stands."""
+
+    given_by: ClassVar = "lead unit"
+    action: Literal["deny_extension"] = "deny_extension"
+    reason: str = Field(min_length=1, max_length=2000, description="Why.")
+
+
+class DecideReturn(OrderCommand):
+    """退单审核: the lead unit accepts a return (optionally naming the next unit) or sends the order back."""
+
+    given_by: ClassVar = "lead unit"
+    action: Literal["decide_return"] = "decide_return"
+    accept: bool = Field(description="true accepts the return, false sends the order back to its unit.")
+    unit_code: UnitCode | None = Field(None, description="With accept: the unit that gets a new order "
+                                                         "(absent: a lead order's appeal waits in the manual queue).")
+
+
+class Rate(Command):
+    """回访: the enterprise rates the reply (from ``ct.in.feedback``, see :meth:`from_feedback`)."""
+
+    given_by: ClassVar = "enterprise"
+    action: Literal["feedback"] = "feedback"
+    actor: ShortText = Field("enterprise", description="Who rated.")
+    appeal_id: str = Field(min_length=1, max_length=40, description="The appeal rated.")
+    rating: Rating = Field(description="satisfied, basically_satisfied or unsatisfied.")
+    comment: str | None = Field(None, max_length=2000, description="Free text.")
+    via: OptText = Field(None, description="app, sms, call, survey ...")
+
+    @classmethod
+    def from_feedback(cls, feedback: Feedback) -> Rate:
+        """The command of one ``ct.in.feedback`` message (its feedback id is the action id)."""
+        return cls(action_id=feedback.feedback_id, actor=feedback.via or "enterprise", appeal_id=feedback.appeal_id,
+                   rating=feedback.rating, comment=feedback.comment, via=feedback.via)
+
+
+UNIT_COMMANDS: tuple[type[Command], ...] = (
+    SignFor, ReturnOrder, ReportProgress, RequestExtension, Reply, RequestEscalation,
+    DispatchByHand, Redispatch, GrantExtension, DenyExtension, DecideReturn,
+)
+"""The commands of ``ct.in.order.<unit_code>.<action>``, in the order the contract lists them."""
+
+UnitCommand = Annotated[Union[UNIT_COMMANDS], Field(discriminator="action")]  # noqa: UP007 - a tuple of classes
+"""One unit action, told apart by ``action`` (from the subject, or the HTTP path)."""
+
+AnyCommand = Annotated[Union[(*UNIT_COMMANDS, Rate)], Field(discriminator="action")]  # noqa: UP007
+"""Any command dispatch acts on: a unit action or the enterprise's rating."""
+
+UNIT_COMMAND = TypeAdapter(UnitCommand)
+COMMAND_OF: dict[str, type[Command]] = {c.action_name(): c for c in (*UNIT_COMMANDS, Rate)}
+"""Action name → its command class (the unit actions and ``feedback``)."""
+
+UnitActionName = Literal[tuple(c.action_name() for c in UNIT_COMMANDS)]  # type: ignore[valid-type]
+"""The last token of ``ct.in.order.<unit_code>.<action>``, read from the commands."""
+UNIT_ACTIONS: tuple[str, ...] = tuple(c.action_name() for c in UNIT_COMMANDS if c.given_by == "holding unit")
+LEAD_ACTIONS: tuple[str, ...] = tuple(c.action_name() for c in UNIT_COMMANDS if c.given_by == "lead unit")
+ORDER_ACTIONS: tuple[str, ...] = tuple(c.action_name() for c in UNIT_COMMANDS if issubclass(c, OrderCommand))
+"""The actions on an existing order (every one but ``dispatch``)."""
+
+
+def unit_command(action: str, body: dict[str, Any]) -> Command:
+    """The command of ``action`` with the fields of ``body``; raises ``ValidationError`` naming each bad field.
+
+    ``action`` wins over any ``action`` in the body (it comes from the subject or
+    the path). :func:`command_errors` turns the error into one entry per field.
+    """
+    return UNIT_COMMAND.validate_python({**body, "action": action})
+
+
+def parse_unit_command(action: str, body: dict[str, Any]) -> tuple[Command | None, list[FieldError]]:
+    """:func:`unit_command`, or None and one error per field (an unknown action is an error of ``action``)."""
+    try:
+        return unit_command(action, body), []
+    except ValidationError as exc:
+        return None, command_errors(exc)
+
+
+def command_errors(exc: ValidationError) -> list[FieldError]:
+    """One error per field of a failed :func:`unit_command`, named as in the body (``days``, not ``extend.days``)."""
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        if err["type"] == "union_tag_invalid":
+            out.append(FieldError(field="action", message=f"unknown action {err['ctx']['tag']!r}"))
+            continue
+        loc = list(err["loc"])
+        if loc and loc[0] in COMMAND_OF:
+            loc = loc[1:]  # the union's tag
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append(FieldError(field=".".join(str(p) for p in loc) or "body", message=msg))
+    return out
 
 
 class UnitAction(Message):
@@ -148,16 +330,13 @@ class UnitAction(Message):
     co_units: list[UnitCode] = Field(default_factory=list, max_length=10, description="dispatch: co-handling units (协办).")
     accept: bool | None = Field(None, description="decide_return: true accepts the return, false sends the order back.")
 
-    def missing_for(self, action: str) -> list[str]:
-        """Names of the fields the given action needs but the message lacks."""
-        need = {
-            "sign": ["order_id"], "progress": ["order_id", "note"], "return": ["order_id", "reason"],
-            "extend": ["order_id", "days", "reason"], "reply": ["order_id", "reply", "resolved"],
-            "escalate": ["order_id", "reason"], "dispatch": ["appeal_id", "unit_code"],
-            "redispatch": ["order_id", "unit_code"], "grant_extension": ["order_id"],
-            "deny_extension": ["order_id", "reason"], "decide_return": ["order_id", "accept"],
-        }[action]
-        return [f for f in need if getattr(self, f) is None]
+    def command(self, action: str) -> tuple[Command | None, list[FieldError]]:
+        """This message as the command of ``action`` (from its subject), or the errors of each field it lacks.
+
+        The wire model is permissive (one schema for every action); the command has
+        exactly the fields ``action`` needs, required ones required.
+        """
+        return parse_unit_command(action, self.model_dump(exclude_unset=True, exclude_none=True))
 
 
 class Feedback(Message):

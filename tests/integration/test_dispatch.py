@@ -214,10 +214,11 @@ async def test_units_work_their_orders_over_http_with_their_own_token(dispatch, 
         lead = {"Authorization": "Bearer token-approval_bureau"}
 
         assert (await http.get("/orders", headers={"Authorization": "Bearer wrong"})).status_code == 401
-        assert (await http.get("/orders")).status_code == 422  # no header at all
-        mine = (await http.get("/orders", headers=police)).json()
+        # no header at all: 401 now that the bearer scheme is declared (it was FastAPI's 422 of a missing header)
+        assert (await http.get("/orders")).status_code == 401
+        mine = (await http.get("/orders", headers=police)).json()["items"]
         assert mine and all(o["unit_code"] == "traffic_police" for o in mine)
-        assert all(o["unit_code"] == "hr_bureau" for o in (await http.get("/orders", headers=hr)).json())
+        assert all(o["unit_code"] == "hr_bureau" for o in (await http.get("/orders", headers=hr)).json()["items"])
         view = (await http.get(f"/orders/{order}", headers=police)).json()
         assert view["unit_code"] == "traffic_police" and any("左转车道" in r for r in view["reasons"])
         assert (await http.get(f"/orders/{order}", headers=hr)).status_code == 404
@@ -226,16 +227,56 @@ async def test_units_work_their_orders_over_http_with_their_own_token(dispatch, 
         body = {"action_id": f"H-{uuid.uuid4().hex[:8]}", "actor": "李四"}
         refused = await http.post(f"/orders/{order}/sign", json=body, headers=hr)
         assert refused.status_code == 403
-        assert refused.json()["detail"]["reason"] == "not_your_order"
+        assert refused.json()["reason"] == "not_your_order"
+        assert refused.json()["rule"] == "OrderMustBeHeldByActingUnit"
         signed = await http.post(f"/orders/{order}/sign", json=body, headers=police)
         assert signed.status_code == 200 and signed.json()["subjects"] == [subjects.ORDER_SIGNED]
         again = await http.post(f"/orders/{order}/sign", json=body, headers=police)
         assert again.json()["duplicate"] is True
         bad = await http.post(f"/orders/{order}/extend", json={**body, "action_id": "H-2"}, headers=police)
         assert bad.status_code == 422
+        assert {e["field"] for e in bad.json()["errors"]} == {"days", "reason"}
         assert (await http.get(f"/orders/{order}", headers=police)).json()["status"] == "signed"
     await wait_for(lambda: rec.on(subjects.ORDER_SIGNED, order_id=order), what="published")
     assert len(rec.on(subjects.ORDER_SIGNED, order_id=order)) == 1
+
+
+async def test_the_lists_page_through_every_row_once_with_the_cursor(dispatch, js, rec):
+    """More orders and queued appeals than one page: following ``next_cursor`` sees each exactly once."""
+    traffic = [registered(TRAFFIC, "交通出行") for _ in range(5)]
+    unclear = [registered(seed()["other_demands_heard"][0]["content"]) for _ in range(3)]
+    for event in (*traffic, *unclear):
+        await register(js, event)
+    mine = set()
+    for event in traffic:
+        mine.add((await dispatched_to(rec, event.appeal_id))[0]["order_id"])
+    for event in unclear:
+        await wait_for(lambda e=event: rec.on(subjects.APPEAL_QUEUED, appeal_id=e.appeal_id), what="queued")
+    transport = httpx.ASGITransport(app=dispatch.http)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dispatch") as http:
+
+        async def every(path: str, headers: dict, key: str) -> list[str]:
+            seen, cursor, pages = [], None, 0
+            while True:
+                params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+                response = await http.get(path, headers=headers, params=params)
+                assert response.status_code == 200, response.text
+                page = response.json()
+                assert len(page["items"]) <= 2 and page["limit"] == 2
+                seen += [item[key] for item in page["items"]]
+                pages += 1
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    return seen
+                assert pages < 500
+
+        orders = await every("/orders", {"Authorization": "Bearer token-traffic_police"}, "order_id")
+        assert len(orders) == len(set(orders)) and mine <= set(orders) and len(orders) > 2
+        queue = await every("/queue", {"Authorization": "Bearer token-approval_bureau"}, "appeal_id")
+        assert len(queue) == len(set(queue)) and {e.appeal_id for e in unclear} <= set(queue)
+        bad = await http.get("/queue", headers={"Authorization": "Bearer token-approval_bureau"},
+                             params={"cursor": "not-a-cursor"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"
 
 
 async def test_an_unclear_appeal_waits_in_the_manual_queue_until_the_lead_unit_dispatches_it(dispatch, js, rec):
@@ -246,7 +287,7 @@ async def test_an_unclear_appeal_waits_in_the_manual_queue_until_the_lead_unit_d
     transport = httpx.ASGITransport(app=dispatch.http)
     async with httpx.AsyncClient(transport=transport, base_url="http://dispatch") as http:
         lead = {"Authorization": "Bearer token-approval_bureau"}
-        queue = (await http.get("/queue", headers=lead)).json()
+        queue = (await http.get("/queue", headers=lead)).json()["items"]
         assert event.appeal_id in [q["appeal_id"] for q in queue]
         assert (await http.get("/queue", headers={"Authorization": "Bearer token-hr_bureau"})).status_code == 403
         response = await http.post(f"/appeals/{event.appeal_id}/dispatch", headers=lead, json={

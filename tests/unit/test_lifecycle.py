@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import cache
+from typing import get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,7 +37,8 @@ from services.dispatch.domain import (
 from shared.contracts import subjects as s
 from shared.contracts.common import SHANGHAI, AppealKind, Channel
 from shared.contracts.events import AppealRegistered, EventProposal, OrderDispatched, Party
-from shared.contracts.inbound import UnitAction
+from shared.contracts.inbound import LEAD_ACTIONS as LEAD_ACTION_NAMES
+from shared.contracts.inbound import UNIT_ACTIONS, RequestExtension, UnitAction, UnitActionName
 from shared.district import District, load_district
 
 NOW = datetime(2019, 6, 14, 9, 30, tzinfo=SHANGHAI)
@@ -190,7 +192,7 @@ def test_lead_accepts_a_return_and_dispatches_the_appeal_to_another_unit():
     dispatched = result.events[1].build()
     assert isinstance(dispatched, OrderDispatched)
     assert dispatched.unit == "区新科局能源办" and dispatched.deadline_days == 10 and dispatched.sign_hours == 4
-    assert dispatched.policy["district_leader"] == "leader_chen"
+    assert dispatched.policy.district_leader == "leader_chen"
 
 
 def test_only_the_lead_unit_decides_returns():
@@ -384,10 +386,26 @@ def test_a_refusal_gives_the_order_rejected_notice_without_changing_anything():
 def test_payload_comes_from_the_inbound_unit_action():
     message = UnitAction(action_id="act-7", order_id="AP1-W01", actor="李四", days=5, reason="需协调",
                          co_units=["power_supply"])
-    payload = ActionPayload.from_unit_action(message, correlation_id="corr-7")
-    assert (payload.actor, payload.days, payload.reason, payload.co_units) == ("李四", 5, "需协调", ("power_supply",))
+    command, errors = message.command("extend")
+    assert errors == [] and isinstance(command, RequestExtension)
+    payload = ActionPayload.of(command, correlation_id="corr-7")
+    assert (payload.actor, payload.days, payload.reason) == ("李四", 5, "需协调")
+    assert payload.co_units == ()  # an extension carries no co-handling units: the field is not the command's
     result = accepted(decide(district(), order(OrderStatus.signed), "extend", TOWN, payload, appeal(), NOW))
     assert result.events[0].fields["correlation_id"] == "corr-7"
+    dispatch, _ = UnitAction(action_id="act-8", actor="王科长", appeal_id="AP1", unit_code=TOWN,
+                             co_units=["power_supply"]).command("dispatch")
+    assert ActionPayload.of(dispatch).co_units == ("power_supply",)
+
+
+def test_an_action_lacking_its_fields_names_each_one_and_the_action_names_are_the_commands():
+    _, errors = UnitAction(action_id="act-9", order_id="AP1-W01", actor="李四").command("extend")
+    assert {e.field for e in errors} == {"days", "reason"}
+    _, errors = UnitAction(action_id="act-9", order_id="AP1-W01", actor="李四").command("feedback")
+    assert [e.field for e in errors] == ["action"]
+    assert set(ACTIONS) == {*get_args(UnitActionName), "feedback"}
+    assert set(UNIT_ACTIONS) | set(LEAD_ACTION_NAMES) == set(get_args(UnitActionName))
+    assert LEAD_ACTIONS == set(LEAD_ACTION_NAMES)  # the random sequences' list of lead actions
 
 
 # --- each refusal names its rule ------------------------------------------------------------------------

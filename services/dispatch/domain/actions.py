@@ -22,6 +22,7 @@ start_appeal                                 ct.appeal.closed (consultation answ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from services.dispatch.domain import rules
@@ -43,23 +44,33 @@ from services.dispatch.domain.lead_unit import (
 from services.dispatch.domain.outcome import Outcome, Refused
 from services.dispatch.domain.rating import apply_feedback
 from services.dispatch.domain.work_order import ActionPayload, AppealState, WorkOrder
+from shared.contracts import inbound as inb
 from shared.district import District
 
-ACTIONS = {
-    "sign": sign_for,
-    "return": return_order,
-    "progress": report_progress,
-    "extend": request_extension,
-    "reply": reply_to_appeal,
-    "escalate": request_escalation,
-    "grant_extension": grant_extension,
-    "deny_extension": deny_extension,
-    "decide_return": decide_return,
-    "redispatch": redispatch,
-    "dispatch": dispatch_by_hand,
-    "feedback": apply_feedback,
+Decision = Callable[[District, WorkOrder | None, str, ActionPayload, AppealState, datetime], Outcome]
+"""A decision of one action: (district, order, acting unit, payload, appeal, now) → Accepted or Refused."""
+
+DECISION_OF: dict[type[inb.Command], Decision] = {
+    inb.SignFor: sign_for,
+    inb.ReturnOrder: return_order,
+    inb.ReportProgress: report_progress,
+    inb.RequestExtension: request_extension,
+    inb.Reply: reply_to_appeal,
+    inb.RequestEscalation: request_escalation,
+    inb.GrantExtension: grant_extension,
+    inb.DenyExtension: deny_extension,
+    inb.DecideReturn: decide_return,
+    inb.Redispatch: redispatch,
+    inb.DispatchByHand: dispatch_by_hand,
+    inb.Rate: apply_feedback,
 }
-"""Action name (the last token of ``ct.in.order.<unit_code>.<action>``, or ``feedback``) → rule."""
+"""Each command of ``shared.contracts.inbound`` → the function that decides it."""
+
+ACTIONS: dict[str, Decision] = {command.action_name(): decision for command, decision in DECISION_OF.items()}
+"""Action name (the last token of ``ct.in.order.<unit_code>.<action>``, or ``feedback``) → its decision; read from the commands."""
+
+if set(DECISION_OF) != set(inb.COMMAND_OF.values()):  # a command without a decision fails at import
+    raise RuntimeError(f"commands without a decision: {set(inb.COMMAND_OF.values()) - set(DECISION_OF)}")
 
 
 def decide(district: District, order: WorkOrder | None, action: str, unit_code: str, payload: ActionPayload,

@@ -9,6 +9,7 @@ from typing import Any
 from services.dispatch.domain.outcome import EventSpec
 from services.dispatch.domain.work_order import ActionPayload, AppealState, OrderStatus, Role, WorkOrder, order_id_for
 from shared.contracts import subjects
+from shared.contracts.events import OrderPolicy
 from shared.district import District
 
 
@@ -40,16 +41,16 @@ def order_event(
     return EventSpec(subject, base)
 
 
-def escalation_policy(district: District, appeal: AppealState) -> dict[str, Any]:
+def escalation_policy(district: District, appeal: AppealState) -> OrderPolicy:
     """The escalation policy snapshotted on a dispatched order: clocks and who is told."""
     leader = district.leader_for(appeal.category)
-    return {
-        "deadline_days": appeal.deadline_days,
-        "sign_hours": appeal.sign_hours,
-        "district_leader": leader.leader_id if leader else None,
-        "lead_unit": district.lead_unit.unit_code,
-        "supervision_office": district.supervision_office.unit_code,
-    }
+    return OrderPolicy(
+        deadline_days=appeal.deadline_days,
+        sign_hours=appeal.sign_hours,
+        district_leader=leader.leader_id if leader else None,
+        lead_unit=district.lead_unit.unit_code,
+        supervision_office=district.supervision_office.unit_code,
+    )
 
 
 def issue_order(

@@ -27,7 +27,7 @@ from enum import StrEnum
 
 from services.dispatch.domain.routing import FALLBACK_CATEGORY
 from shared.contracts.common import Rating
-from shared.contracts.inbound import UnitAction
+from shared.contracts.inbound import Command
 
 
 class OrderStatus(StrEnum):
@@ -131,7 +131,7 @@ class AppealState:
 
 @dataclass(frozen=True)
 class ActionPayload:
-    """The fields of a unit's, the lead unit's or the enterprise's action (see ``UnitAction``, ``Feedback``)."""
+    """The fields of a unit's, the lead unit's or the enterprise's action (a command of ``shared.contracts.inbound``)."""
 
     actor: str = ""
     action_id: str | None = None
@@ -149,14 +149,12 @@ class ActionPayload:
     correlation_id: str | None = None
 
     @classmethod
-    def from_unit_action(cls, action: UnitAction, correlation_id: str | None = None) -> ActionPayload:
-        """The payload of an inbound ``ct.in.order.<unit_code>.<action>`` message."""
-        return cls(
-            actor=action.actor, action_id=action.action_id, reason=action.reason, note=action.note,
-            days=action.days, reply=action.reply, resolved=action.resolved, unit_code=action.unit_code,
-            co_units=tuple(action.co_units), accept=action.accept, correlation_id=correlation_id,
-        )
-
+    def of(cls, command: Command, correlation_id: str | None = None) -> ActionPayload:
+        """The payload of a command (``shared.contracts.inbound``): the fields its action carries."""
+        fields = command.model_dump(exclude={"action", "order_id", "appeal_id"})
+        if "co_units" in fields:
+            fields["co_units"] = tuple(fields["co_units"])
+        return cls(**fields, correlation_id=correlation_id)
 
 
 def order_id_for(appeal_id: str, number: int) -> str:

@@ -1,0 +1,88 @@
+"""Dispatch's unit of work and its repository: appeals and their work orders, over ``store.py``'s SQL.
+
+:class:`DispatchUnitOfWork` is what ``service.unit_of_work()`` builds for
+dispatch: the shared transaction, outbox and inbox, plus ``uow.appeals``. The use
+cases (``use_cases.py``) reach the database only through ``uow.appeals``, so a
+fake repository (``tests/unit/test_dispatch_service_layer.py``) stands in for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from services.dispatch import store
+from services.dispatch.domain import AppealState, WorkOrder
+from shared.unit_of_work import UnitOfWork
+
+
+class AppealRepository:
+    """The appeals dispatch keeps and their work orders, on one connection (inside the unit of work's transaction)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add_new(self, appeals: Sequence[tuple[AppealState, dict]]) -> set[str]:
+        """Insert appeals seen for the first time, each with its routing record; the ids that were new."""
+        return await store.insert_new_appeals(self.conn, list(appeals))
+
+    async def lock(self, appeal_id: str) -> AppealState | None:
+        """The appeal, locked until the transaction ends (actions on one appeal run one at a time)."""
+        return await store.lock_appeal(self.conn, appeal_id)
+
+    async def appeal_of_order(self, order_id: str) -> str | None:
+        """The appeal an order belongs to, or None for an unknown order."""
+        return await store.appeal_of_order(self.conn, order_id)
+
+    async def order(self, order_id: str) -> WorkOrder | None:
+        """One work order, or None."""
+        return await store.load_order(self.conn, order_id)
+
+    async def orders_of(self, appeal_id: str) -> list[WorkOrder]:
+        """Every order of an appeal, by id."""
+        return await store.orders_of(self.conn, appeal_id)
+
+    async def rated_order(self, appeal_id: str) -> WorkOrder | None:
+        """The appeal's current lead order: the one the enterprise rates."""
+        return await store.rated_order(self.conn, appeal_id)
+
+    async def save(self, appeal: AppealState | None, orders: Sequence[WorkOrder],
+                   reasons: dict[str, list[str]] | None = None) -> None:
+        """Write an appeal (when given) and orders; ``reasons`` (order id → why routed there) is kept for new orders."""
+        if appeal is not None:
+            await store.save_appeal(self.conn, appeal)
+        await store.save_orders(self.conn, list(orders), reasons)
+
+    async def record_deadlines(self, deadlines: Sequence[tuple[str, str, datetime, datetime]]) -> None:
+        """(order_id, clock, due_at, set_at): each kept unless a newer one was applied."""
+        await store.record_deadlines(self.conn, list(deadlines))
+
+    async def record_escalations(self, levels: Sequence[tuple[str, str]]) -> None:
+        """(order_id, level): the ladder step each order reached."""
+        await store.record_escalations(self.conn, list(levels))
+
+    async def awaiting_rating_since(self, cutoff: datetime) -> list[str]:
+        """Appeals whose lead order was replied before ``cutoff`` and is still unrated (a batch of them)."""
+        return await store.awaiting_rating_since(self.conn, cutoff)
+
+    async def list_orders(self, unit_code: str | None, status: str | None, as_of: datetime, limit: int,
+                          after: tuple[int, str, str] | None = None, order_id: str | None = None) -> list[dict]:
+        """A page of orders as rows (see :func:`store.list_orders`)."""
+        rows = await store.list_orders(self.conn, unit_code, status, as_of, limit, order_id=order_id, after=after)
+        return [dict(r) for r in rows]
+
+    async def queued(self, limit: int, after: tuple[datetime, str] | None = None) -> list[dict]:
+        """A page of the manual queue as rows (see :func:`store.queued_appeals`)."""
+        return [dict(r) for r in await store.queued_appeals(self.conn, limit, after)]
+
+
+class DispatchUnitOfWork(UnitOfWork):
+    """The shared unit of work with dispatch's repository: ``uow.appeals``."""
+
+    appeals: AppealRepository
+
+    def open_repositories(self, conn: asyncpg.Connection) -> None:
+        """Bind ``uow.appeals`` to this transaction's connection."""
+        self.appeals = AppealRepository(conn)

@@ -1,0 +1,235 @@
+"""Dispatch's use cases (its service layer): what the subscribers and the HTTP API both call.
+
+Each takes a unit of work (``DispatchUnitOfWork``, or a fake in tests) and typed
+messages, never a delivery or a dict: it reads and writes through
+``uow.appeals``, asks the domain (``domain/``) to decide, stages the events the
+decision causes with ``uow.publish`` and de-duplicates through the one inbox
+(``uow.first``). The caller owns the transaction: one per batch on the NATS
+paths, one per request over HTTP.
+
+================================  ==========================================================
+start_appeals                     registered appeals → orders, the manual queue, or an answer
+act                               one unit action (a command), idempotent on (unit, action id)
+rate                              the enterprise's feedback, as the command ``Rate``
+refuse_invalid                    an action that does not parse: ``ct.order.rejected`` once
+note_deadlines / note_escalations what escalation tells about orders, for the units' lists
+close_unrated_appeals             the not-rated sweep: replies nobody rated in time close
+================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from services.dispatch import domain
+from services.dispatch.domain import Accepted, ActionPayload, Refused, rules
+from services.dispatch.repository import AppealRepository
+from shared.contracts import AppealEscalated, AppealRegistered, DeadlineSet, Feedback, FieldError, subjects
+from shared.contracts.inbound import Command, Rate
+from shared.district import District
+
+log = logging.getLogger("coffeetime.dispatch")
+
+ACTIONS_INBOX = "dispatch-actions"
+"""The inbox consumer of actions, keyed ``<unit_code>:<action_id>`` (feedback: ``enterprise:<feedback_id>``)."""
+INVALID_INBOX = "dispatch-invalid"
+"""The inbox consumer of unparseable actions, keyed by the stored message (one rejection per message)."""
+
+PUBLISHES = (
+    subjects.ORDER_DISPATCHED, subjects.ORDER_SIGNED, subjects.ORDER_RETURNED, subjects.ORDER_PROGRESSED,
+    subjects.ORDER_EXTENSION_REQUESTED, subjects.ORDER_EXTENSION_GRANTED, subjects.ORDER_EXTENSION_DENIED,
+    subjects.ORDER_REPLIED, subjects.ORDER_ESCALATION_REQUESTED, subjects.ORDER_RETURN_DECIDED,
+    subjects.ORDER_REJECTED, subjects.APPEAL_QUEUED, subjects.APPEAL_CLOSED, subjects.APPEAL_REOPENED,
+)
+"""Every subject dispatch publishes (declared in ``handlers.register``)."""
+
+
+class DispatchUoW(Protocol):
+    """What the use cases need of a unit of work (the real one or a fake)."""
+
+    appeals: AppealRepository
+
+    def publish(self, subject: str, event) -> None: ...
+    async def first(self, consumer: str, key: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What became of one action: accepted (with the subjects it published) or refused (with the rule it broke)."""
+
+    accepted: bool
+    duplicate: bool = False
+    reason: str | None = None
+    rule: str | None = None
+    detail: str = ""
+    subjects: tuple[str, ...] = ()
+    order_ids: tuple[str, ...] = ()
+
+
+# --- registered appeals ----------------------------------------------------------------------
+
+
+async def start_appeals(uow: DispatchUoW, district: District, registered: Sequence[AppealRegistered],
+                        now: datetime) -> list[str]:
+    """Route each newly registered appeal: orders, the manual queue, or an answer at once.
+
+    An appeal seen before (a republished event) does nothing. Returns the ids of
+    the appeals started now, in the order they came.
+    """
+    started: dict[str, Accepted] = {}
+    for event in registered:
+        started.setdefault(event.appeal_id, domain.start_appeal(district, event, now))
+    if not started:
+        return []
+    new = await uow.appeals.add_new([(o.appeal, routing_record(o)) for o in started.values()])
+    orders, reasons = [], {}
+    for appeal_id, outcome in started.items():
+        if appeal_id not in new:
+            continue
+        orders.extend(outcome.new_orders)
+        reasons.update(_routing_reasons(outcome))
+        _stage(uow, outcome)
+    await uow.appeals.save(None, orders, reasons)
+    return [a for a in started if a in new]
+
+
+def routing_record(outcome: Accepted) -> dict:
+    """What is kept with the appeal about its routing: the lead, co-units, queued, reasons, top candidates."""
+    decision = outcome.routing
+    if decision is None:
+        return {}
+    return {
+        "lead": decision.lead.unit_code if decision.lead else None,
+        "co_units": [c.unit_code for c in decision.co_units],
+        "queued": decision.queued,
+        "reasons": list(decision.reasons),
+        "candidates": [{"unit_code": c.unit_code, "score": c.score, "reasons": list(c.reasons)}
+                       for c in decision.top(5)],
+    }
+
+
+# --- unit actions and feedback -----------------------------------------------------------------
+
+
+async def act(uow: DispatchUoW, district: District, unit_code: str, command: Command, now: datetime, *,
+              correlation_id: str | None = None) -> ActionResult:
+    """``unit_code`` gives ``command``: one action in the caller's transaction, idempotent on (unit, action id).
+
+    A refused action changes nothing and stages ``ct.order.rejected`` naming the
+    rule it broke; a repeated action id does nothing at all and reports ``duplicate``.
+    """
+    if not await uow.first(ACTIONS_INBOX, f"{unit_code}:{command.action_id}"):
+        return ActionResult(accepted=True, duplicate=True)
+    order_id: str | None = getattr(command, "order_id", None)
+    appeal_id: str | None = getattr(command, "appeal_id", None)
+    if appeal_id is None and order_id is not None:
+        appeal_id = await uow.appeals.appeal_of_order(order_id)
+    appeal = await uow.appeals.lock(appeal_id) if appeal_id else None
+    if appeal is None:
+        outcome: Accepted | Refused = Refused.because(
+            rules.OrderMustExist, "no such work order" if order_id else "no such appeal")
+    else:
+        if isinstance(command, Rate):
+            order = await uow.appeals.rated_order(appeal.appeal_id)
+        else:
+            order = await uow.appeals.order(order_id) if order_id else None
+        outcome = domain.decide(district, order, command.action, unit_code,
+                                ActionPayload.of(command, correlation_id), appeal, now)
+
+    if isinstance(outcome, Refused):
+        spec = outcome.rejection(action=command.action, unit_code=unit_code, now=now, order_id=order_id,
+                                 appeal_id=appeal.appeal_id if appeal else None, action_id=command.action_id)
+        uow.publish(spec.subject, spec.build())
+        log.info("action refused", extra={"unit_code": unit_code, "action": command.action, "order_id": order_id,
+                                          "reason": outcome.reason, "rule": outcome.rule, "detail": outcome.detail})
+        return ActionResult(accepted=False, reason=outcome.reason, rule=outcome.rule, detail=outcome.detail)
+
+    changed = [o for o in (outcome.new_state,) if o is not None] + list(outcome.new_orders)
+    if outcome.closes_appeal:
+        # co-handling orders end with the appeal
+        for other in await uow.appeals.orders_of(outcome.appeal.appeal_id):
+            if all(other.order_id != o.order_id for o in changed):
+                closed = domain.close_with_appeal(other, now)
+                if closed != other:
+                    changed.append(closed)
+    await uow.appeals.save(outcome.appeal, changed, _routing_reasons(outcome))
+    _stage(uow, outcome)
+    return ActionResult(accepted=True, subjects=outcome.subjects, order_ids=tuple(o.order_id for o in changed))
+
+
+async def rate(uow: DispatchUoW, district: District, feedback: Feedback, now: datetime, *,
+               correlation_id: str | None = None) -> ActionResult:
+    """``ct.in.feedback``: satisfied closes the appeal, unsatisfied reopens it (重办); idempotent on its id."""
+    return await act(uow, district, "enterprise", Rate.from_feedback(feedback), now, correlation_id=correlation_id)
+
+
+async def refuse_invalid(uow: DispatchUoW, *, unit_code: str, action: str, key: str, errors: Sequence[FieldError],
+                         action_id: str | None, order_id: str | None, now: datetime) -> bool:
+    """An action that does not even parse: ``ct.order.rejected`` (reason ``invalid``) with its field errors.
+
+    Once per ``key`` (the stored message): a redelivery stages nothing and returns False.
+    """
+    if not await uow.first(INVALID_INBOX, key):
+        return False
+    refusal = Refused.because(rules.ActionMustBeWellFormed, "; ".join(f"{e.field}: {e.message}" for e in errors))
+    spec = refusal.rejection(action=action, unit_code=unit_code, now=now, order_id=order_id, action_id=action_id)
+    uow.publish(spec.subject, spec.build(errors=list(errors)))
+    return True
+
+
+# --- what escalation tells us ---------------------------------------------------------------------
+
+
+async def note_deadlines(uow: DispatchUoW, events: Sequence[DeadlineSet]) -> None:
+    """Clocks' deadlines (``ct.deadline.set``), so lists sort overdue first; a late older one never wins."""
+    await uow.appeals.record_deadlines([(e.order_id, e.clock, e.due_at, e.occurred_at) for e in events])
+
+
+async def note_escalations(uow: DispatchUoW, events: Sequence[AppealEscalated]) -> None:
+    """The ladder step each order reached (``ct.appeal.escalated``)."""
+    await uow.appeals.record_escalations([(e.order_id, e.level) for e in events])
+
+
+# --- the not-rated sweep --------------------------------------------------------------------------
+
+
+async def close_unrated_appeals(start: Callable[[], DispatchUoW], district: District, now: datetime,
+                                wait: timedelta) -> list[str]:
+    """Close, as not rated, appeals whose reply waited longer than ``wait`` for a rating; the ids closed.
+
+    ``start`` opens a unit of work: one to find them, then one per appeal (an
+    appeal rated meanwhile is left alone).
+    """
+    async with start() as uow:
+        due = await uow.appeals.awaiting_rating_since(now - wait)
+    closed = []
+    for appeal_id in due:
+        async with start() as uow:
+            appeal = await uow.appeals.lock(appeal_id)
+            if appeal is None:
+                continue
+            order = await uow.appeals.rated_order(appeal_id)
+            outcome = domain.close_unrated(district, order, appeal, now)
+            if isinstance(outcome, Accepted):
+                await uow.appeals.save(outcome.appeal, [outcome.new_state])
+                _stage(uow, outcome)
+                closed.append(appeal_id)
+    return closed
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def _stage(uow: DispatchUoW, outcome: Accepted) -> None:
+    for spec in outcome.events:
+        uow.publish(spec.subject, spec.build())
+
+
+def _routing_reasons(outcome: Accepted) -> dict[str, list[str]]:
+    """Order id → why it was routed there, for the orders the outcome dispatched."""
+    return {s.fields["order_id"]: list(s.fields["reasons"])
+            for s in outcome.events if s.subject == subjects.ORDER_DISPATCHED}
