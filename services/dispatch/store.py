@@ -15,6 +15,7 @@ _ORDER_FIELDS = [f.name for f in fields(WorkOrder)]
 
 
 def appeal_from_row(row: asyncpg.Record) -> AppealState:
+    """An ``appeals`` row as the domain's :class:`AppealState`."""
     values = {k: row[k] for k in _APPEAL_FIELDS}
     values["status"] = AppealStatus(values["status"])
     values["unit_codes"] = tuple(values["unit_codes"])
@@ -22,6 +23,7 @@ def appeal_from_row(row: asyncpg.Record) -> AppealState:
 
 
 def order_from_row(row: asyncpg.Record) -> WorkOrder:
+    """An ``orders`` row as the domain's :class:`WorkOrder`."""
     values = {k: row[k] for k in _ORDER_FIELDS}
     values["status"] = OrderStatus(values["status"])
     values["role"] = Role(values["role"])
@@ -82,6 +84,7 @@ async def insert_new_appeals(conn: asyncpg.Connection, appeals: list[tuple[Appea
 
 
 async def save_appeal(conn: asyncpg.Connection, appeal: AppealState) -> None:
+    """Insert or update one appeal."""
     await conn.execute(
         f"INSERT INTO appeals ({_APPEAL_COLS}) VALUES ({_APPEAL_PARAMS}) "
         f"ON CONFLICT (appeal_id) DO UPDATE SET {_APPEAL_UPDATE}, updated_at = now()",
@@ -110,15 +113,18 @@ async def lock_appeal(conn: asyncpg.Connection, appeal_id: str) -> AppealState |
 
 
 async def appeal_of_order(conn: asyncpg.Connection, order_id: str) -> str | None:
+    """The appeal id of an order, or None for an unknown order."""
     return await conn.fetchval("SELECT appeal_id FROM orders WHERE order_id = $1", order_id)
 
 
 async def load_order(conn: asyncpg.Connection, order_id: str) -> WorkOrder | None:
+    """One order, or None."""
     row = await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
     return order_from_row(row) if row else None
 
 
 async def orders_of(conn: asyncpg.Connection, appeal_id: str) -> list[WorkOrder]:
+    """Every order of an appeal, by id."""
     rows = await conn.fetch("SELECT * FROM orders WHERE appeal_id = $1 ORDER BY order_id", appeal_id)
     return [order_from_row(r) for r in rows]
 

@@ -2,9 +2,11 @@
 
 Nothing here does I/O. Every function takes what it needs (the district
 configuration, the current states, ``now``) and returns new immutable states
-plus the events they cause, as :class:`EventSpec` values that the handler turns
-into the models of ``shared.contracts.events`` and writes to its outbox in the
-same transaction as the states.
+plus the events they cause, as :class:`EventSpec` values that the use cases
+(``use_cases.py``) turn into the models of ``shared.contracts.events`` and stage
+on the unit of work, committed with the states. An action arrives as a command
+of ``shared.contracts.inbound`` (:data:`ACTIONS` is read from them) and is
+decided on its :class:`ActionPayload`.
 
 Which file holds what:
 
@@ -19,7 +21,7 @@ holding_unit.py   the holding unit's actions: 签收 sign, 退单 return, progre
 lead_unit.py      the lead unit's decisions: extensions, returns, redispatch, dispatch by hand
 rating.py         the enterprise's rating: close, or reopen (重办); closing unrated
 starting.py       starting a registered appeal: answer, queue or dispatch
-actions.py        the one entry point, decide(), over ACTIONS; the events of each action
+actions.py        the one entry point, decide(), over ACTIONS (read from the commands)
 ================  =====================================================================
 """
 

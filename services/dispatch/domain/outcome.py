@@ -53,7 +53,7 @@ class Accepted:
 
     @property
     def closes_appeal(self) -> bool:
-        """The appeal was closed: the handler closes its other orders with :func:`close_with_appeal`."""
+        """The appeal was closed: the use case closes its other orders with :func:`close_with_appeal`."""
         return self.appeal.status == AppealStatus.closed
 
 
@@ -66,7 +66,7 @@ class Refused:
     return_limit_reached, invalid. Build one with :meth:`because`; a bare
     ``Refused(reason, detail)`` names the reason's general rule
     (:data:`rules.GENERAL_RULES`). :meth:`rejection` gives the ``ct.order.rejected``
-    notice the handler publishes to tell the unit.
+    notice the use case publishes to tell the unit.
     """
 
     reason: str

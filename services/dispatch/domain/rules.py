@@ -138,7 +138,7 @@ class ActionMustBeKnown(BusinessRule):
 
 
 class ActionMustBeWellFormed(BusinessRule):
-    """The message parses and carries the fields its action needs (checked by the handler before the rules)."""
+    """The message parses into its command, with the fields its action needs (checked before the rules: ``UnitCommand``)."""
 
     reason = INVALID
     message = "the action must be well formed"
@@ -203,4 +203,4 @@ GENERAL_RULES: dict[str, Rule] = {
     RETURN_LIMIT_REACHED: ReturnsMustNotExceedLimit,
     INVALID: ActionMustBeWellFormed,
 }
-"""The rule a refusal built from a bare reason code names (``Refused(reason, detail)``, as the handler still does)."""
+"""The rule a refusal built from a bare reason code names (``Refused(reason, detail)``); dispatch itself always names one."""
