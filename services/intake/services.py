@@ -29,8 +29,9 @@ from shared.contracts import AppealQuery, AppealRegistered, AppealRejected, Appe
 #: the inbox consumer of rejections; the name predates the shared inbox, so existing rows still count
 REJECTIONS = "intake-rejections"
 
-#: what intake publishes (declared in ``handlers.register``; a fake unit of work declares the same)
-PUBLISHES = (subjects.APPEAL_REGISTERED, subjects.APPEAL_REJECTED)
+#: what intake publishes (declared in ``handlers.register``; a fake unit of work declares the same).
+#: ``ct.appeal.merged`` is intake's in the public contract (duplicate merging), though no use case stages it yet
+PUBLISHES = (subjects.APPEAL_REGISTERED, subjects.APPEAL_REJECTED, subjects.APPEAL_MERGED)
 
 
 @dataclass(frozen=True)
