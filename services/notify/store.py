@@ -80,10 +80,12 @@ class WaitingEvent:
 
     @property
     def event_id(self) -> str:
+        """The waiting event's id."""
         return str(getattr(self.event, "event_id", "") or "")
 
     @property
     def appeal_id(self) -> str:
+        """The appeal whose contact it waits for."""
         return str(getattr(self.event, "appeal_id", "") or "")
 
 
@@ -346,10 +348,6 @@ class ListPosition:
     cause_subject: str
     channel: str
     notification_id: str
-
-    @classmethod
-    def of(cls, row: asyncpg.Record) -> ListPosition:
-        return cls(row["created_at"], row["cause_subject"], row["channel"], row["notification_id"])
 
 
 async def notifications_of(conn: asyncpg.Connection, appeal_id: str, limit: int,

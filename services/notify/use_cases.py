@@ -71,6 +71,7 @@ class Received:
 
     @property
     def facts(self) -> EventFacts:
+        """What notify reads from the event (built anew on each access: read it once)."""
         return domain.facts_of(self.subject, self.event)
 
 
