@@ -357,9 +357,9 @@ def build_document() -> dict[str, Any]:
                                    "only under its own code. The lead unit's own actions use the lead unit's code.",
                 },
                 "action": {
-                    "description": "What the unit does: `sign`, `return`, `progress`, `extend`, `reply`, `escalate`; "
-                                   "the lead unit also `dispatch`, `redispatch`, `grant_extension`, `deny_extension`, "
-                                   "`decide_return`. A refused or invalid action is answered with `ct.order.rejected`.",
+                    "description": f"What the unit does: {', '.join(f'`{a}`' for a in inb.UNIT_ACTIONS)}; "
+                                   f"the lead unit also {', '.join(f'`{a}`' for a in inb.LEAD_ACTIONS)}. "
+                                   "A refused or invalid action is answered with `ct.order.rejected`.",
                     "enum": list(get_args(inb.UnitActionName)),
                 },
             }

@@ -93,7 +93,7 @@ def test_coffeetime_receives_inbound_messages_and_sends_events(document):
         assert {t["name"] for t in operation["tags"]} <= set(SERVICES)
     for subject in subjects.INBOUND:
         # a service may also publish an inbound subject (notify: ratings sent as SMS replies)
-        expected = {"receive", "send"} if subject in asyncapi.INBOUND_FROM_SERVICES else {"receive"}
+        expected = {"receive", "send"} if asyncapi.producers_of(subject) else {"receive"}
         assert by_channel.get(subject) == expected, subject
     for subject in subjects.EVENTS:
         assert by_channel.get(subject) == {"send"}, subject
@@ -179,6 +179,15 @@ def test_every_event_has_a_producer_and_consumers_match_nats_wildcards():
     assert asyncapi.subject_matches("ct.in.order.*.*", "ct.in.order.tax_bureau.sign")
     assert not asyncapi.subject_matches("ct.in.order.*", "ct.in.order.tax_bureau.sign")
     assert asyncapi.consumers_of(subjects.ORDER_DISPATCHED) == ["intake", "escalation", "notify"]
+
+
+def test_who_consumes_and_publishes_what_is_read_from_the_services_declarations():
+    declared = asyncapi.declarations()
+    assert [s.subject for s in declared["dispatch"].subscriptions if s.subject == subjects.IN_ORDER_ALL]
+    assert asyncapi.producers_of(subjects.IN_FEEDBACK) == ["notify"]
+    assert asyncapi.consumers_of(subjects.Q_APPEAL) == ["intake"]  # a FastStream responder, not a durable
+    durables = {s.durable for d in declared.values() for s in d.subscriptions}
+    assert len(durables) == sum(len(d.subscriptions) for d in declared.values()), "one durable per subscription"
 
 
 def test_write_document_creates_the_folder(tmp_path):
