@@ -217,8 +217,7 @@ class ConsumerGroup:
     """
 
     def __init__(self, service: str, broker: NatsBroker, *, batch_size: int = 200, fetch_timeout: float = 5.0,
-                 max_deliver: int = 5, ack_wait: float = 30.0, backoff: list[float] | None = None,
-                 on_committed: Callable[[], None] | None = None) -> None:
+                 max_deliver: int = 5, ack_wait: float = 30.0, backoff: list[float] | None = None) -> None:
         self.service = service
         self.broker = broker
         self.batch_size = batch_size
@@ -226,7 +225,6 @@ class ConsumerGroup:
         self.max_deliver = max_deliver
         self.ack_wait = ack_wait
         self.backoff = backoff or [1, 5, 15, 60]
-        self.on_committed = on_committed
         self.subscriptions: list[Subscription] = []
         self._loops: list[asyncio.Task] = []
         self._pull_subs: list = []
@@ -356,15 +354,11 @@ class ConsumerGroup:
                         await d.raw.ack()
                         self.handled += 1
                         metrics.MESSAGES.labels(self.service, sub.subject, "ok").inc()
-                if self.on_committed:
-                    self.on_committed()
         else:
             for d in batch:
                 await d.raw.ack()
             self.handled += len(batch)
             metrics.MESSAGES.labels(self.service, sub.subject, "ok").inc(len(batch))
-            if self.on_committed:
-                self.on_committed()
         metrics.HANDLER_SECONDS.labels(self.service, sub.subject).observe(time.perf_counter() - started)
 
     async def _parse(self, sub: Subscription, batch: list[Delivery]) -> list[Delivery]:

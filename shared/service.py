@@ -71,7 +71,6 @@ class Service:
         self.consumers = ConsumerGroup(
             name, self.broker, batch_size=settings.batch_size,
             max_deliver=settings.max_deliver, ack_wait=settings.ack_wait_s, backoff=settings.backoff(),
-            on_committed=self.wake_outbox,
         )
         self.publications = Publications(name)
         self._unit_of_work = unit_of_work
