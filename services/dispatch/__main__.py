@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.dispatch import api, handlers
-from services.dispatch.repository import DispatchUnitOfWork
+from services.dispatch.unit_of_work import DispatchUnitOfWork
 from shared.district import load_district
 from shared.service import Service, run
 from shared.settings import Settings

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from services.dispatch import use_cases
 from services.dispatch.domain import rules
-from services.dispatch.repository import DispatchUnitOfWork
+from services.dispatch.unit_of_work import DispatchUnitOfWork
 from shared import clock
 from shared.contracts import FieldError
 from shared.contracts import inbound as inb

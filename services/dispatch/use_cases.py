@@ -27,7 +27,7 @@ from typing import Protocol
 
 from services.dispatch import domain
 from services.dispatch.domain import Accepted, ActionPayload, Refused, rules
-from services.dispatch.repository import AppealRepository
+from services.dispatch.unit_of_work import AppealRepository
 from shared.contracts import AppealEscalated, AppealRegistered, DeadlineSet, Feedback, FieldError, subjects
 from shared.contracts.inbound import Command, Rate
 from shared.district import District

@@ -1,6 +1,6 @@
 """Intake's HTTP API: the public status of an appeal (the same answer as ``ct.q.appeal``).
 
-Both routes call the :func:`~services.intake.services.appeal_status` use case;
+Both routes call the :func:`~services.intake.use_cases.appeal_status` use case;
 an appeal that does not exist is a 404 problem, a bad parameter a 422 problem.
 The timeline inside a status is part of the contract reply: it is not paged.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query
 from pydantic import ValidationError
 
-from services.intake import services
+from services.intake import use_cases
 from shared.contracts import AppealQuery, AppealStatus, field_errors
 from shared.http import ProblemError, problems
 from shared.service import Service
@@ -25,7 +25,7 @@ def register(service: Service) -> None:
             q = AppealQuery(**query)
         except ValidationError as exc:
             raise ProblemError(422, "the query does not validate", errors=field_errors(exc)) from exc
-        status = await services.appeal_status(service.unit_of_work(), q)
+        status = await use_cases.appeal_status(service.unit_of_work(), q)
         if not status.found:
             raise ProblemError(404, detail)
         return status

@@ -13,7 +13,7 @@ from faststream import Context
 from faststream.nats.message import NatsMessage
 from pydantic import ValidationError
 
-from services.intake import domain, services
+from services.intake import domain, use_cases
 from shared import metrics
 from shared.bus import Delivery
 from shared.contracts import AppealQuery, AppealStatus, subjects
@@ -31,7 +31,7 @@ TIMELINE_SUBJECTS = ("ct.appeal.>", "ct.order.>", "ct.deadline.>", "ct.notify.>"
 
 def register(service: Service) -> None:
     """Declare intake's subscriptions, its publications and the ``ct.q.appeal`` responder on ``service``."""
-    service.publishes(*services.PUBLISHES)
+    service.publishes(*use_cases.PUBLISHES)
     for subject in APPEAL_SOURCES:
         service.consumers.subscribe(subject, registration_handler(service, subject), invalid="reject")
     for subject in TIMELINE_SUBJECTS:
@@ -44,7 +44,7 @@ def register(service: Service) -> None:
             query = AppealQuery.model_validate_json(message.body)
         except ValidationError as exc:
             return AppealStatus(found=False, error=str(exc).splitlines()[0])
-        return await services.appeal_status(service.unit_of_work(), query)
+        return await use_cases.appeal_status(service.unit_of_work(), query)
 
 
 def registration_handler(service: Service, subject: str):
@@ -53,11 +53,11 @@ def registration_handler(service: Service, subject: str):
 
     async def handle(batch: list[Delivery]) -> None:
         """Register each valid message's appeals once; reject the invalid ones with field errors."""
-        received = [services.Received(d.message, d.msg_id) for d in batch if d.message is not None]
+        received = [use_cases.Received(d.message, d.msg_id) for d in batch if d.message is not None]
         invalid = [domain.InvalidMessage(key=d.key, subject=d.subject, source_id=d.readable_field(id_field),
                                          msg_id=d.msg_id, errors=d.errors)
                    for d in batch if d.message is None]
-        await services.register_appeals(service.unit_of_work(), received, invalid)
+        await use_cases.register_appeals(service.unit_of_work(), received, invalid)
         for m in invalid:
             metrics.REJECTED.labels(SERVICE, subject).inc()
             log.info("message rejected", extra={"subject": m.subject, "msg_id": m.msg_id,
@@ -71,6 +71,6 @@ def timeline_handler(service: Service):
 
     async def handle(batch: list[Delivery]) -> None:
         """Record every domain event about an appeal in its timeline, once per event id."""
-        await services.record_timeline(service.unit_of_work(), [(d.subject, d.message, d.msg_id) for d in batch])
+        await use_cases.record_timeline(service.unit_of_work(), [(d.subject, d.message, d.msg_id) for d in batch])
 
     return handle

@@ -315,7 +315,7 @@ async def test_a_reply_nobody_rates_in_time_closes_as_not_rated_once():
 
 
 def test_the_fake_repository_has_the_real_ones_methods():
-    from services.dispatch.repository import AppealRepository
+    from services.dispatch.unit_of_work import AppealRepository
 
     public = {n for n in vars(AppealRepository) if not n.startswith("_")} - {"list_orders", "queued"}
     assert public <= set(vars(FakeAppeals)), public - set(vars(FakeAppeals))

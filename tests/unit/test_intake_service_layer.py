@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.intake import services
+from services.intake import use_cases
 from services.intake.domain import InvalidMessage, NewAppeal, RegisteredAppeal, TimelineEntry
-from services.intake.services import Received
+from services.intake.use_cases import Received
 from shared import clock
 from shared.contracts import (
     AppealQuery,
@@ -78,7 +78,7 @@ class FakeTimeline:
 
 class FakeIntakeUnitOfWork(FakeUnitOfWork):
     def __init__(self) -> None:
-        super().__init__("intake", publishes=services.PUBLISHES)
+        super().__init__("intake", publishes=use_cases.PUBLISHES)
         self.appeals = FakeAppeals()
         self.timeline = FakeTimeline()
 
@@ -102,7 +102,7 @@ def an_invalid_call(seq: int = 7) -> InvalidMessage:
 
 
 async def test_a_call_registers_one_appeal_and_stages_its_registration(uow):
-    done = await services.register_appeals(uow, [Received(a_call(), "C-1")])
+    done = await use_cases.register_appeals(uow, [Received(a_call(), "C-1")])
 
     [event] = uow.published(subjects.APPEAL_REGISTERED)
     assert isinstance(event, AppealRegistered)
@@ -116,8 +116,8 @@ async def test_a_call_registers_one_appeal_and_stages_its_registration(uow):
 
 
 async def test_a_call_received_again_under_another_message_id_registers_nothing_more(uow):
-    await services.register_appeals(uow, [Received(a_call(), "C-1")])
-    again = await services.register_appeals(uow, [Received(a_call(), "C-1-retry"), Received(a_call(), None)])
+    await use_cases.register_appeals(uow, [Received(a_call(), "C-1")])
+    again = await use_cases.register_appeals(uow, [Received(a_call(), "C-1-retry"), Received(a_call(), None)])
 
     assert again.registered == []
     assert len(uow.published(subjects.APPEAL_REGISTERED)) == 1
@@ -125,7 +125,7 @@ async def test_a_call_received_again_under_another_message_id_registers_nothing_
 
 
 async def test_an_appeal_without_a_message_id_is_correlated_by_its_source(uow):
-    await services.register_appeals(uow, [Received(a_call("C-2"), None)])
+    await use_cases.register_appeals(uow, [Received(a_call("C-2"), None)])
     assert uow.published(subjects.APPEAL_REGISTERED)[0].correlation_id == "hotline:C-2"
 
 
@@ -135,7 +135,7 @@ async def test_an_event_record_registers_one_appeal_per_item_and_keeps_the_recor
         "theme": "水电气保障",
         "items": [{"item_no": 1, "enterprise_name": "甲公司", "content": "垃圾清运", "proposed_unit": "区城管局"},
                   {"item_no": 2, "enterprise_name": "乙公司", "content": "招聘成本高"}]})
-    await services.register_appeals(uow, [Received(record, "EV-1")])
+    await use_cases.register_appeals(uow, [Received(record, "EV-1")])
 
     registered = uow.published(subjects.APPEAL_REGISTERED)
     assert [e.source_id for e in registered] == ["EV-1#1", "EV-1#2"]
@@ -144,8 +144,8 @@ async def test_an_event_record_registers_one_appeal_per_item_and_keeps_the_recor
 
 
 async def test_an_invalid_message_is_rejected_once_with_its_field_errors(uow):
-    first = await services.register_appeals(uow, [], [an_invalid_call()])
-    redelivered = await services.register_appeals(uow, [], [an_invalid_call()])
+    first = await use_cases.register_appeals(uow, [], [an_invalid_call()])
+    redelivered = await use_cases.register_appeals(uow, [], [an_invalid_call()])
 
     [rejection] = uow.published(subjects.APPEAL_REJECTED)
     assert isinstance(rejection, AppealRejected)
@@ -155,12 +155,12 @@ async def test_an_invalid_message_is_rejected_once_with_its_field_errors(uow):
     # the inbox, under the consumer name the rows of earlier releases carry, refused the repeat
     assert ("intake-rejections", "ct.in.appeal.hotline#7") in uow.handled
     # another stored message with the same body is another delivery: rejected too
-    await services.register_appeals(uow, [], [an_invalid_call(seq=8)])
+    await use_cases.register_appeals(uow, [], [an_invalid_call(seq=8)])
     assert len(uow.published(subjects.APPEAL_REJECTED)) == 2
 
 
 async def test_valid_and_invalid_messages_of_one_batch_commit_in_one_transaction(uow):
-    done = await services.register_appeals(uow, [Received(a_call("C-3"), "C-3"), Received(a_call("C-4"), "C-4")],
+    done = await use_cases.register_appeals(uow, [Received(a_call("C-3"), "C-3"), Received(a_call("C-4"), "C-4")],
                                            [an_invalid_call()])
     assert uow.commits == 1
     assert [e.source_id for e in done.registered] == ["C-3", "C-4"]
@@ -171,11 +171,11 @@ async def test_valid_and_invalid_messages_of_one_batch_commit_in_one_transaction
 async def test_a_batch_that_fails_rejects_nothing_so_the_retry_rejects_once(uow):
     uow.appeals.fail = True
     with pytest.raises(ConnectionError):
-        await services.register_appeals(uow, [Received(a_call(), "C-1")], [an_invalid_call()])
+        await use_cases.register_appeals(uow, [Received(a_call(), "C-1")], [an_invalid_call()])
     assert uow.rollbacks == 1 and uow.committed == []
 
     uow.appeals.fail = False
-    done = await services.register_appeals(uow, [Received(a_call(), "C-1")], [an_invalid_call()])
+    done = await use_cases.register_appeals(uow, [Received(a_call(), "C-1")], [an_invalid_call()])
     assert len(done.registered) == 1 and len(done.rejected) == 1
 
 
@@ -186,9 +186,9 @@ def signed(event_id: str, appeal_id: str = "CT-20261126-000001", hour: int = 3) 
 
 async def test_the_timeline_keeps_each_event_once_and_leaves_out_events_about_no_appeal(uow):
     monthly = MonthlyList(occurred_at=NOW, month="2026-11", items=[])
-    added = await services.record_timeline(uow, [(subjects.ORDER_SIGNED, signed("ev-1"), "ev-1"),
+    added = await use_cases.record_timeline(uow, [(subjects.ORDER_SIGNED, signed("ev-1"), "ev-1"),
                                                  (subjects.DEADLINE_MONTHLY_LIST, monthly, "m-1")])
-    again = await services.record_timeline(uow, [(subjects.ORDER_SIGNED, signed("ev-1"), "ev-1")])
+    again = await use_cases.record_timeline(uow, [(subjects.ORDER_SIGNED, signed("ev-1"), "ev-1")])
 
     assert (added, again) == (1, 0)
     assert [e.what for e in uow.timeline.entries.values()] == ["区人社局 signed for order WO-1"]
@@ -196,31 +196,31 @@ async def test_the_timeline_keeps_each_event_once_and_leaves_out_events_about_no
 
 
 async def test_a_batch_of_events_about_no_appeal_opens_no_transaction(uow):
-    assert await services.record_timeline(uow, [(subjects.DEADLINE_MONTHLY_LIST,
+    assert await use_cases.record_timeline(uow, [(subjects.DEADLINE_MONTHLY_LIST,
                                                  MonthlyList(occurred_at=NOW, month="2026-11", items=[]), None)]) == 0
     assert uow.commits == 0
 
 
 async def test_the_status_shows_the_state_after_the_latest_event_and_masks_the_phone(uow):
-    done = await services.register_appeals(uow, [Received(a_call(), "C-1")])
+    done = await use_cases.register_appeals(uow, [Received(a_call(), "C-1")])
     registration = done.registered[0]
     registration.event_id = "ev-0"
-    await services.record_timeline(uow, [(subjects.APPEAL_REGISTERED, registration, "C-1"),
+    await use_cases.record_timeline(uow, [(subjects.APPEAL_REGISTERED, registration, "C-1"),
                                          (subjects.ORDER_SIGNED, signed("ev-1"), "ev-1")])
 
-    status = await services.appeal_status(uow, AppealQuery(appeal_id=registration.appeal_id))
+    status = await use_cases.appeal_status(uow, AppealQuery(appeal_id=registration.appeal_id))
     assert status.found is True
     assert status.status == "in_progress"
     assert status.contact_phone == "138****5678"
     assert [t.subject for t in status.timeline] == [subjects.APPEAL_REGISTERED, subjects.ORDER_SIGNED]
     assert status.timeline[1].actor == "李四"
 
-    by_source = await services.appeal_status(uow, AppealQuery(channel="hotline", source_id="C-1"))
+    by_source = await use_cases.appeal_status(uow, AppealQuery(channel="hotline", source_id="C-1"))
     assert by_source == status
 
 
 async def test_the_status_of_an_unknown_appeal_says_so(uow):
-    status = await services.appeal_status(uow, AppealQuery(channel="hotline", source_id="nobody"))
+    status = await use_cases.appeal_status(uow, AppealQuery(channel="hotline", source_id="nobody"))
     assert (status.found, status.error, status.source_id) == (False, "no such appeal", "nobody")
     assert status.timeline == []
 
