@@ -1,6 +1,6 @@
 """The system under test: the four services as separate processes, and the outside world they talk to.
 
-- :class:`BenchStack`: :class:`tools.cli.Stack` on free HTTP ports, optionally with
+- :class:`BenchStack`: :class:`tools.stack.Stack` on free HTTP ports, optionally with
   one service run under pyinstrument (``--profile SERVICE``);
 - the SMS gateway and the units' WeCom robots: a :class:`LocalSmsSink` in this
   process (the district file points every robot at it, as the demo does);
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from shared.settings import SERVICES
-from tools.cli import Stack
 from tools.embedded import free_port
+from tools.stack import Stack
 
 
 def use_free_service_ports() -> dict[str, int]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from shared.settings import SERVICES, Settings
+from shared.settings import SERVICES
+from tools.stack import Stack
 
 HELP = """coffeetime: enterprise appeals (企业咖啡时) as services on NATS JetStream and PostgreSQL.
 
@@ -42,68 +41,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             applied = asyncio.run(migrate(servers.database_url, name, folder))
             print(f"{name}: {len(applied)} migration(s) applied" + (f" ({', '.join(applied)})" if applied else ""))
     return 0
-
-
-class Stack:
-    """Every service as its own process, plus the embedded servers the environment lacks."""
-
-    def __init__(self, services=SERVICES, extra_env: dict[str, str] | None = None, quiet: bool = False) -> None:
-        from tools.embedded import EmbeddedServers
-
-        self.servers = EmbeddedServers.from_env()
-        self.services = services
-        self.extra_env = extra_env or {}
-        self.quiet = quiet
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.settings = Settings()
-
-    def start(self) -> Stack:
-        self.servers.start()
-        env = {**os.environ, **self.servers.env(), **self.extra_env}
-        log_dir = self.servers.folder / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for name in self.services:
-            out = open(log_dir / f"{name}.log", "ab") if self.quiet else None  # noqa: SIM115
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"], env=env, stdout=out, stderr=out,
-                start_new_session=True,
-            )
-        return self
-
-    def urls(self) -> dict[str, str]:
-        host = self.settings.http_host
-        return {name: f"http://{host}:{self.settings.port_of(name)}" for name in self.services}
-
-    def wait_healthy(self, timeout: float = 60) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        pending = set(self.services)
-        while pending and time.monotonic() < deadline:
-            for name in list(pending):
-                if self.procs[name].poll() is not None:
-                    raise RuntimeError(f"{name} exited with code {self.procs[name].returncode}")
-                try:
-                    if httpx.get(self.urls()[name] + "/healthz", timeout=1).status_code == 200:
-                        pending.discard(name)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.2)
-        if pending:
-            raise TimeoutError(f"not healthy after {timeout}s: {', '.join(sorted(pending))}")
-
-    def stop(self, timeout: float = 15) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.servers.stop()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -143,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from services.escalation.report import main as report_main
+    from tools.report import main as report_main
 
     return report_main(args)
 

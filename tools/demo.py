@@ -126,8 +126,8 @@ def main(args=None) -> int:  # noqa: ARG001 - the CLI passes its namespace
 
 
 async def run() -> int:
-    from tools.cli import Stack
     from tools.sms_sink import LocalSmsSink
+    from tools.stack import Stack
 
     say("coffeetime demo: the published cases of 企业咖啡时 (Shuangliu, Chengdu)")
     sink = await LocalSmsSink().start()

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from services.escalation import evaluation, report, store
+from services.escalation import evaluation, store
 from services.escalation.__main__ import create_service, scanner_of
 from services.escalation.config import context
 from shared import clock
@@ -31,6 +31,7 @@ from shared.contracts import subjects
 from shared.db import migrate
 from shared.district import district
 from tests.support import Recorder, running, wait_for
+from tools import report
 
 pytestmark = pytest.mark.integration
 

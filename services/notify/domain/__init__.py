@@ -13,8 +13,8 @@ passes, and configuration gaps go to a ``note`` callback. Which file holds what:
 - ``recipients.py``: who a role addresses (enterprise, liaisons, unit head, lead unit,
   district leaders, supervision office) and at which address;
 - ``facts.py``: what notify reads from an event, one typed view built from its contract model;
-- ``planning.py``: event → planned notifications, each with a stable id;
-- ``contact.py``: the enterprise contact kept from registration, and when an event waits for it;
+- ``planning.py``: event → planned notifications, each with a stable id, and whether an event waits for the contact;
+- ``contact.py``: the enterprise contact kept from registration, and how long an event may wait for it;
 - ``retries.py``: the attempt budget, back-off with jitter, the outcome of an attempt;
 - ``ratings.py``: the rating instructions and reading an SMS reply's rating;
 - ``masking.py``: addresses as logs and outcome events show them.
@@ -29,11 +29,10 @@ from services.notify.domain.contact import (
     CONTACT_WAIT,
     EnterpriseContact,
     contact_from_registered,
-    needs_contact,
 )
 from services.notify.domain.facts import EventFacts, ListItem, facts_of
 from services.notify.domain.masking import mask_address
-from services.notify.domain.planning import PlannedNotification, notification_id, plan_notifications
+from services.notify.domain.planning import PlannedNotification, needs_contact, notification_id, plan_notifications
 from services.notify.domain.quiet_hours import (
     DEFAULT_DEFER_KINDS,
     SHANGHAI,

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from services.notify.domain.facts import EventFacts, facts_of
 from shared.contracts.events import AppealRegistered
-
-if TYPE_CHECKING:
-    from services.notify.domain.rules import NotifyRules
-
 
 CONTACT_WAIT = timedelta(minutes=30)
 """How long an event that needs the enterprise contact waits for ``ct.appeal.registered``.
@@ -49,19 +44,3 @@ def contact_from_registered(event: AppealRegistered) -> EnterpriseContact:
         category=event.category_hint or None,
         urgent=bool(event.urgent),
     )
-
-
-def needs_contact(subject: str, event: BaseModel | EventFacts, rules: NotifyRules) -> bool:
-    """Whether planning this event must wait for the appeal's stored contact.
-
-    True when a matching rule addresses the enterprise and the event carries no
-    phone of its own, or addresses a district leader that neither the event's
-    targets nor its category name.
-    """
-    facts = event if isinstance(event, EventFacts) else facts_of(subject, event)
-    if not facts.appeal_id:
-        return False
-    roles = {role for rule in rules.matching(subject, facts.event) for role in rule.recipients} & CONTACT_ROLES
-    if "enterprise" in roles and not facts.contact_phone:
-        return True
-    return "district_leader" in roles and not facts.leaders_named and not facts.category

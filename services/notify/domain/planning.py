@@ -14,7 +14,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.notify.domain.contact import EnterpriseContact
+from services.notify.domain.contact import CONTACT_ROLES, EnterpriseContact
 from services.notify.domain.facts import EventFacts, facts_of
 from services.notify.domain.masking import mask_address
 from services.notify.domain.quiet_hours import next_send_time
@@ -157,3 +157,19 @@ def _plan_one(
         not_before=not_before,
         urgent=urgent,
     )
+
+
+def needs_contact(subject: str, event: BaseModel | EventFacts, rules: NotifyRules) -> bool:
+    """Whether planning this event must wait for the appeal's stored contact.
+
+    True when a matching rule addresses the enterprise and the event carries no
+    phone of its own, or addresses a district leader that neither the event's
+    targets nor its category name.
+    """
+    facts = event if isinstance(event, EventFacts) else facts_of(subject, event)
+    if not facts.appeal_id:
+        return False
+    roles = {role for rule in rules.matching(subject, facts.event) for role in rule.recipients} & CONTACT_ROLES
+    if "enterprise" in roles and not facts.contact_phone:
+        return True
+    return "district_leader" in roles and not facts.leaders_named and not facts.category
