@@ -56,6 +56,11 @@ class Unit(BaseModel):
     token_sha256: str | None = Field(
         None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex (lower case) of the unit's API bearer token."
     )
+    examples: list[Annotated[str, Field(min_length=5, max_length=1000)]] = Field(
+        default_factory=list,
+        description="Appeals this unit is the right one for, in the district's own words: the routing model's "
+                    "first training examples (the lead unit's corrections add to them).",
+    )
 
     def token_matches(self, token: str) -> bool:
         return self.token_sha256 is not None and hashlib.sha256(token.encode()).hexdigest() == self.token_sha256
@@ -78,6 +83,10 @@ class Category(BaseModel):
     sign_hours: float = Field(gt=0, le=80, description="Sign-for limit in working hours.")
     default_unit: str | None = Field(None, description="unit_code used when only the category is known.")
     aliases: list[str] = Field(default_factory=list)
+    standard_code: str | None = Field(
+        None, pattern=r"^[0-9A-Z][0-9A-Z.\-]{0,19}$",
+        description="The category's code in a national classification of hotline appeals (GB/T 39666 style).",
+    )
 
 
 class RoutingRule(BaseModel):
