@@ -121,6 +121,9 @@ class OrderDispatched(OrderEvent):
     summary: str = Field("", description="Short summary of the appeal, for notifications.")
     enterprise_name: str | None = Field(None, description="The enterprise.")
     replaces_order_id: str | None = Field(None, description="The order this one replaces (re-dispatch, reopening).")
+    routing_version: str | None = Field(
+        None, description="The routing model's version that routed it automatically (`<config hash>-<last example id>`); "
+                          "None when a person chose the unit or the rules decided alone.")
 
 
 class OrderSigned(OrderEvent):
@@ -196,11 +199,24 @@ class OrderRejected(Message):
     errors: list[FieldError] = Field(default_factory=list, description="Field errors for an invalid action.")
 
 
+class RoutingCandidate(Message):
+    """A unit routing considered for a queued appeal, with its score and why."""
+
+    unit_code: str = Field(description="The unit's code.")
+    unit: str = Field(description="The unit's name.")
+    score: float = Field(description="Its routing score (the rules' points plus the routing model's).")
+    confidence: float | None = Field(None, description="The routing model's probability for it, where a model counted.")
+    reasons: list[str] = Field(default_factory=list, description="Why, e.g. `similar to past appeals of 区市场监管局 (p=0.83)`.")
+
+
 class AppealQueued(DomainEvent):
     """`ct.appeal.queued`: routing was not clear; the appeal waits in the lead unit's manual queue."""
 
     reasons: list[str] = Field(default_factory=list, description="The candidates and why none was clear.")
     summary: str = Field("", description="Short summary.")
+    candidates: list[RoutingCandidate] = Field(
+        default_factory=list, description="The three best candidates, best first, so the lead unit dispatches in one click.")
+    routing_version: str | None = Field(None, description="The routing model's version that scored the candidates.")
 
 
 class AppealClosed(DomainEvent):
