@@ -119,6 +119,16 @@ class District(BaseModel):
         description="A unit whose content matched also co-handles (协办) when it scores at least min_score "
         "and this share of the lead unit's score.",
     )
+    model_weight: float = Field(
+        4.0, ge=0,
+        description="Points the routing model (trained on the units' examples and the lead unit's corrections) "
+        "adds to a unit: its probability x model_weight, on top of the rules' points; 0 turns the model off. "
+        "min_score and min_margin then decide on the sum, so a clear rule or an event's proposal still wins.",
+    )
+    model_min_probability: float = Field(
+        0.1, ge=0, le=1,
+        description="Below this probability the routing model adds nothing to a unit (and gives no reason).",
+    )
 
     @model_validator(mode="after")
     def _references_exist(self) -> District:

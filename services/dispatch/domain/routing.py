@@ -9,7 +9,17 @@ category hint listed by a rule          +1 x the rule's weight
 the category's default unit             +2
 unit named in the content               +2
 unit proposed at a coffee event         +6
+the routing model (``text_model.py``)   +p x ``district.model_weight``
 =====================================  ===========================
+
+The model's points (a unit's probability ``p`` of at least
+``district.model_min_probability``, reason ``similar to past appeals of 区市场监管局
+(p=0.83)``) come on top of the rules': a clear rule or an event's proposal (6
+points) outweighs any model (4 points at p=1 by default), and where no rule
+matched the model alone dispatches only when it is confident enough to clear the
+same thresholds (p of at least 0.5 and a lead of 0.25 over the runner-up, by
+default). Co-handling is decided on the rules' points only: the model names no
+co-handler.
 
 A rule that lists areas is *local*: it counts only when one of its areas is
 found (a town's keywords mean something only on its own ground, 属地). Where one
@@ -28,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 from shared.contracts.common import AppealKind
 from shared.contracts.events import AppealRegistered
+from services.dispatch.domain.text_model import ModelSuggestion
 from shared.district import Category, District, Unit, UnitKind
 
 KEYWORD_POINTS = 1.0
@@ -100,6 +111,7 @@ class RoutingDecision:
 
     ``lead`` is None exactly when ``queued`` (the lead unit dispatches by hand);
     ``reasons`` then say why. ``candidates`` holds every handling unit, best first.
+    ``model_version`` names the routing model whose suggestion counted (None: rules only).
     """
 
     lead: UnitChoice | None
@@ -110,6 +122,7 @@ class RoutingDecision:
     deadline_days: int
     sign_hours: float
     candidates: tuple[UnitChoice, ...] = ()
+    model_version: str | None = None
 
     def top(self, n: int = 3) -> tuple[UnitChoice, ...]:
         """The n best-scoring candidates."""
@@ -124,6 +137,7 @@ class _Tally:
     matched: list[str] = field(default_factory=list)
     areas: list[str] = field(default_factory=list)
     content_matched: bool = False
+    rule_score: float = 0.0
 
     def add(self, points: float, reason: str) -> None:
         self.score += points
@@ -201,11 +215,13 @@ def resolve_category(district: District, hint: str | None, lead_code: str | None
     return district.category("other") or district.category("其他") or FALLBACK_CATEGORY
 
 
-def route(district: District, appeal: RoutingInput) -> RoutingDecision:
+def route(district: District, appeal: RoutingInput, suggestion: ModelSuggestion | None = None) -> RoutingDecision:
     """Choose the lead unit (主办) and co-handling units (协办) of an appeal, or send it to the manual queue.
 
     Scores every handling unit (see the module docstring for the points), so the
-    decision's ``candidates`` explain the choice to the lead unit.
+    decision's ``candidates`` explain the choice to the lead unit. ``suggestion``
+    is the routing model's opinion of this appeal (``TextModel.suggest``); without
+    one the rules decide alone.
     """
     content = appeal.content or ""
     place_text = content + "\n" + (appeal.address or "")
@@ -263,6 +279,16 @@ def route(district: District, appeal: RoutingInput) -> RoutingDecision:
         else:
             decision_notes.append(f"proposed unit {proposed_lead.name} cannot handle work orders")
 
+    for t in tallies.values():
+        t.rule_score = t.score
+    model_version = None
+    if suggestion is not None and district.model_weight > 0:
+        model_version = suggestion.version
+        for code, p in suggestion.best(len(suggestion.probabilities)):
+            t = tallies.get(code)
+            if t is not None and p >= district.model_min_probability:
+                t.add(district.model_weight * p, f"similar to past appeals of {t.unit.name} (p={p:.2f})")
+
     explicit_co: list[Unit] = list(proposed_co)
     for name in appeal.co_units:
         unit = resolve_unit(district, name)
@@ -297,19 +323,19 @@ def route(district: District, appeal: RoutingInput) -> RoutingDecision:
         return RoutingDecision(
             lead=None, co_units=(), queued=True, reasons=tuple(reasons), category=category,
             deadline_days=proposed_days or category.deadline_days, sign_hours=category.sign_hours,
-            candidates=candidates,
+            candidates=candidates, model_version=model_version,
         )
 
     assert best is not None
     lead = best.choice()
-    threshold = max(district.min_score, district.co_share * best_score)
+    threshold = max(district.min_score, district.co_share * best.rule_score)
     co: list[UnitChoice] = []
     for unit in explicit_co:
         if unit.unit_code != lead.unit_code and unit.unit_code in tallies:
             t = tallies[unit.unit_code]
             co.append(replace(t.choice(), reasons=(*t.reasons, f"named as co-handler → {unit.name}")))
     for t in ranked[1:]:
-        if t.content_matched and t.score >= threshold and all(c.unit_code != t.unit.unit_code for c in co):
+        if t.content_matched and t.rule_score >= threshold and all(c.unit_code != t.unit.unit_code for c in co):
             co.append(t.choice())
     category = resolve_category(district, appeal.category_hint, lead.unit_code)
     runner = f"; next {runner_up.choice().summary}" if runner_up else ""
@@ -317,7 +343,7 @@ def route(district: District, appeal: RoutingInput) -> RoutingDecision:
     return RoutingDecision(
         lead=lead, co_units=tuple(co), queued=False, reasons=tuple(reasons), category=category,
         deadline_days=proposed_days or category.deadline_days, sign_hours=category.sign_hours,
-        candidates=candidates,
+        candidates=candidates, model_version=model_version,
     )
 
 
