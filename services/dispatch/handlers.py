@@ -26,22 +26,48 @@ log = logging.getLogger("coffeetime.dispatch")
 def register(service: Service, district: District) -> None:
     """Declare what dispatch consumes, what it publishes, and its not-rated sweep."""
     service.publishes(*use_cases.PUBLISHES)
-    service.consumers.subscribe(subjects.APPEAL_REGISTERED, registration_handler(service, district))
+    models = use_cases.RoutingModels(district)
+    service.consumers.subscribe(subjects.APPEAL_REGISTERED, registration_handler(service, district, models))
     service.consumers.subscribe(subjects.IN_ORDER_ALL, unit_action_handler(service, district), invalid="reject")
     service.consumers.subscribe(subjects.IN_FEEDBACK, feedback_handler(service, district), invalid="reject")
     service.consumers.subscribe(subjects.DEADLINE_SET, deadline_handler(service))
     service.consumers.subscribe(subjects.APPEAL_ESCALATED, escalation_handler(service))
     service.background.append(close_unrated_appeals(district))
+    service.background.append(refresh_routing_model(models))
 
 
-def registration_handler(service: Service, district: District):
-    """Routes each newly registered appeal: orders, the manual queue, or an answer at once."""
+def registration_handler(service: Service, district: District, models: use_cases.RoutingModels | None = None):
+    """Routes each newly registered appeal: orders, the manual queue, or an answer at once.
+
+    The first batch after start-up waits for the routing model to be trained (the
+    background task refreshes it afterwards).
+    """
 
     async def handle(batch: list[Delivery]) -> None:
+        if models is not None and not models.trained:
+            await models.refresh(service.unit_of_work)
+        model = models.current if models is not None else None
         async with service.unit_of_work() as uow:
-            await use_cases.start_appeals(uow, district, [d.message for d in batch], clock.now())
+            await use_cases.start_appeals(uow, district, [d.message for d in batch], clock.now(), model)
 
     return handle
+
+
+def refresh_routing_model(models: use_cases.RoutingModels):
+    """Retrains the routing model when the lead unit's corrections added examples (polled every second or so)."""
+
+    async def refresh_routing(service: Service) -> None:
+        while True:
+            try:
+                await models.refresh(service.unit_of_work)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep the model in use, try again next round
+                log.warning("routing model refresh failed", extra={"error": repr(exc)})
+            await asyncio.sleep(max(0.5, service.settings.scan_interval_s * 4))
+
+    refresh_routing.ctx = models  # type: ignore[attr-defined]  # service.background_owner(RoutingModels)
+    return refresh_routing
 
 
 def unit_action_handler(service: Service, district: District):

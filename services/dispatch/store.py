@@ -210,3 +210,61 @@ async def awaiting_rating_since(conn: asyncpg.Connection, cutoff: datetime, limi
         "SELECT appeal_id FROM orders WHERE status = 'replied' AND role = 'lead' AND replied_at < $1 "
         "ORDER BY replied_at LIMIT $2", cutoff, limit)
     return [r["appeal_id"] for r in rows]
+
+
+# --- the routing model: texts, labelled examples, versions -------------------------------------
+
+EXAMPLES_LOCK = 7_310_001
+"""The advisory lock examples are inserted under: ids then become visible in commit order (see 003_routing_model.sql)."""
+
+
+async def keep_texts(conn: asyncpg.Connection, texts: list[tuple[str, str]]) -> None:
+    """(appeal_id, content) of appeals started now; a repeat keeps the first."""
+    if texts:
+        await conn.execute(
+            "INSERT INTO appeal_texts (appeal_id, content) SELECT * FROM unnest($1::text[], $2::text[]) "
+            "ON CONFLICT (appeal_id) DO NOTHING", [a for a, _ in texts], [c for _, c in texts])
+
+
+async def text_of(conn: asyncpg.Connection, appeal_id: str) -> str | None:
+    """The full content of an appeal, or None when dispatch never kept it (an appeal older than the table)."""
+    return await conn.fetchval("SELECT content FROM appeal_texts WHERE appeal_id = $1", appeal_id)
+
+
+async def add_example(conn: asyncpg.Connection, key: str, appeal_id: str | None, content: str, unit_code: str,
+                      source: str, actor: str | None) -> int | None:
+    """Store one labelled example once per ``key``; its id, or None when the key was stored before."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", EXAMPLES_LOCK)
+    return await conn.fetchval(
+        "INSERT INTO routing_examples (key, appeal_id, content, unit_code, source, actor) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING RETURNING example_id",
+        key, appeal_id, content, unit_code, source, actor)
+
+
+async def last_example_id(conn: asyncpg.Connection) -> int:
+    """The highest example id committed (0 when none)."""
+    return await conn.fetchval("SELECT coalesce(max(example_id), 0) FROM routing_examples")
+
+
+async def examples_up_to(conn: asyncpg.Connection, last: int) -> list[asyncpg.Record]:
+    """Every stored example with an id up to ``last``, by id."""
+    return await conn.fetch(
+        "SELECT example_id, appeal_id, content, unit_code, source FROM routing_examples "
+        "WHERE example_id <= $1 ORDER BY example_id", last)
+
+
+async def record_version(conn: asyncpg.Connection, version: str, config_hash: str, last: int, examples: int,
+                         training_ms: float) -> None:
+    """Record a trained version (the first replica to train it records it; the others find it there)."""
+    await conn.execute(
+        "INSERT INTO routing_versions (version, config_hash, last_example_id, examples, training_ms) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (version) DO NOTHING",
+        version, config_hash, last, examples, training_ms)
+
+
+async def mark_routed(conn: asyncpg.Connection, versions: dict[str, str]) -> None:
+    """order id → the routing model's version that routed it."""
+    if versions:
+        await conn.execute(
+            "UPDATE orders o SET routing_version = v.version FROM unnest($1::text[], $2::text[]) AS v(order_id, version) "
+            "WHERE o.order_id = v.order_id", list(versions), list(versions.values()))

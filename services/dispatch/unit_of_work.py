@@ -15,6 +15,7 @@ import asyncpg
 
 from services.dispatch import store
 from services.dispatch.domain import AppealState, WorkOrder
+from services.dispatch.domain.text_model import LabelledExample
 from shared.unit_of_work import UnitOfWork
 
 
@@ -78,11 +79,51 @@ class AppealRepository:
         return [dict(r) for r in await store.queued_appeals(self.conn, limit, after)]
 
 
+class RoutingRepository:
+    """What the routing model learns from: appeals' texts, the lead unit's corrections, the versions trained."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def keep_texts(self, texts: Sequence[tuple[str, str]]) -> None:
+        """(appeal_id, content) of appeals started now, so a later correction can label the whole text."""
+        await store.keep_texts(self.conn, list(texts))
+
+    async def text_of(self, appeal_id: str) -> str | None:
+        """An appeal's full content, or None when it was not kept."""
+        return await store.text_of(self.conn, appeal_id)
+
+    async def add_example(self, key: str, example: LabelledExample, actor: str | None = None) -> int | None:
+        """Store a labelled example once per ``key`` (the action's); its id, or None when stored before."""
+        return await store.add_example(self.conn, key, example.appeal_id, example.content, example.unit_code,
+                                       example.source, actor)
+
+    async def last_example_id(self) -> int:
+        """The highest stored example id (0 when none)."""
+        return await store.last_example_id(self.conn)
+
+    async def examples_up_to(self, last: int) -> list[LabelledExample]:
+        """Every stored example with an id up to ``last``, by id."""
+        return [LabelledExample(r["content"], r["unit_code"], r["source"], r["example_id"], r["appeal_id"])
+                for r in await store.examples_up_to(self.conn, last)]
+
+    async def record_version(self, version: str, config_hash: str, last: int, examples: int,
+                             training_ms: float) -> None:
+        """Record a trained model version (idempotent)."""
+        await store.record_version(self.conn, version, config_hash, last, examples, training_ms)
+
+    async def mark_routed(self, versions: dict[str, str]) -> None:
+        """order id → the model version that routed it."""
+        await store.mark_routed(self.conn, versions)
+
+
 class DispatchUnitOfWork(UnitOfWork):
-    """The shared unit of work with dispatch's repository: ``uow.appeals``."""
+    """The shared unit of work with dispatch's repositories: ``uow.appeals`` and ``uow.routing``."""
 
     appeals: AppealRepository
+    routing: RoutingRepository
 
     def open_repositories(self, conn: asyncpg.Connection) -> None:
-        """Bind ``uow.appeals`` to this transaction's connection."""
+        """Bind ``uow.appeals`` and ``uow.routing`` to this transaction's connection."""
         self.appeals = AppealRepository(conn)
+        self.routing = RoutingRepository(conn)

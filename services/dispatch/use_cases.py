@@ -19,15 +19,18 @@ close_unrated_appeals             the not-rated sweep: replies nobody rated in t
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from services.dispatch import domain
-from services.dispatch.domain import Accepted, ActionPayload, Refused, rules
-from services.dispatch.unit_of_work import AppealRepository
+from services.dispatch.domain import Accepted, ActionPayload, Refused, rules, text_model
+from services.dispatch.domain.text_model import LabelledExample, TextModel
+from services.dispatch.unit_of_work import AppealRepository, RoutingRepository
 from shared.contracts import AppealEscalated, AppealRegistered, DeadlineSet, Feedback, FieldError, subjects
 from shared.contracts.inbound import Command, Rate
 from shared.district import District
@@ -52,6 +55,7 @@ class DispatchUoW(Protocol):
     """What the use cases need of a unit of work (the real one or a fake)."""
 
     appeals: AppealRepository
+    routing: RoutingRepository
 
     def publish(self, subject: str, event) -> None: ...
     async def first(self, consumer: str, key: str) -> bool: ...
@@ -74,42 +78,125 @@ class ActionResult:
 
 
 async def start_appeals(uow: DispatchUoW, district: District, registered: Sequence[AppealRegistered],
-                        now: datetime) -> list[str]:
+                        now: datetime, model: TextModel | None = None) -> list[str]:
     """Route each newly registered appeal: orders, the manual queue, or an answer at once.
 
-    An appeal seen before (a republished event) does nothing. Returns the ids of
-    the appeals started now, in the order they came.
+    ``model`` is the routing model in use (see :class:`RoutingModels`); the batch
+    is scored by it in one call. An appeal seen before (a republished event) does
+    nothing. Returns the ids of the appeals started now, in the order they came.
     """
-    started: dict[str, Accepted] = {}
+    firsts: dict[str, AppealRegistered] = {}
     for event in registered:
-        started.setdefault(event.appeal_id, domain.start_appeal(district, event, now))
+        firsts.setdefault(event.appeal_id, event)  # a batch may hold an appeal twice: the first counts
+    unique = list(firsts.values())
+    suggestions = model.suggest([e.content for e in unique]) if model else [None] * len(unique)
+    started: dict[str, Accepted] = {}
+    for event, suggestion in zip(unique, suggestions, strict=True):
+        started[event.appeal_id] = domain.start_appeal(district, event, now, suggestion)
     if not started:
         return []
+    contents = {e.appeal_id: e.content for e in unique}
     new = await uow.appeals.add_new([(o.appeal, routing_record(o)) for o in started.values()])
-    orders, reasons = [], {}
+    orders, reasons, versions = [], {}, {}
     for appeal_id, outcome in started.items():
         if appeal_id not in new:
             continue
         orders.extend(outcome.new_orders)
         reasons.update(_routing_reasons(outcome))
+        if outcome.routing and outcome.routing.model_version:
+            versions.update({o.order_id: outcome.routing.model_version for o in outcome.new_orders})
         _stage(uow, outcome)
     await uow.appeals.save(None, orders, reasons)
+    await uow.routing.keep_texts([(a, contents[a]) for a in started if a in new])
+    await uow.routing.mark_routed(versions)
     return [a for a in started if a in new]
 
 
 def routing_record(outcome: Accepted) -> dict:
-    """What is kept with the appeal about its routing: the lead, co-units, queued, reasons, top candidates."""
+    """What is kept with the appeal about its routing: the lead, co-units, queued, reasons, top candidates.
+
+    ``candidates`` are the ones ``ct.appeal.queued`` carries (the top three, with
+    unit name, score, the model's confidence and reasons); ``routing_version``
+    the model version that scored them.
+    """
     decision = outcome.routing
     if decision is None:
         return {}
+    queued = next((e for e in outcome.events if e.subject == subjects.APPEAL_QUEUED), None)
+    candidates = (queued.fields.get("candidates") if queued else None) or [
+        {"unit_code": c.unit_code, "unit": c.unit, "score": c.score, "confidence": None, "reasons": list(c.reasons)}
+        for c in decision.top(3)]
     return {
         "lead": decision.lead.unit_code if decision.lead else None,
         "co_units": [c.unit_code for c in decision.co_units],
         "queued": decision.queued,
         "reasons": list(decision.reasons),
-        "candidates": [{"unit_code": c.unit_code, "score": c.score, "reasons": list(c.reasons)}
-                       for c in decision.top(5)],
+        "candidates": candidates,
+        "routing_version": decision.model_version,
     }
+
+
+# --- the routing model in use ---------------------------------------------------------------------
+
+
+class RoutingModels:
+    """The routing model this replica routes with, refreshed without a restart.
+
+    How replicas agree on the version: the model trained on the configuration's
+    examples and the stored corrections with ids up to N is version
+    ``<config hash>-<N>`` (:func:`~services.dispatch.domain.text_model.model_version`).
+    Corrections are inserted under one advisory lock, so ids become visible in
+    order and "up to N" is the same set for everyone. Training is a pure,
+    deterministic function of that set: replicas that name the same version hold
+    the same model. Each replica, in :meth:`refresh` (called by the background
+    task every few seconds, and by the first batch after start-up), reads the
+    highest committed example id N; when its model is older it loads the examples
+    up to N, trains off the event loop (``asyncio.to_thread``), records the version
+    in ``routing_versions`` (the first replica to train it inserts the row) and
+    only then routes with it. So every replica uses the newest recorded version it
+    has trained, each order names it (``routing_version``), and replicas converge
+    on the newest one within one refresh interval.
+    """
+
+    def __init__(self, district: District) -> None:
+        self.district = district
+        self.config_hash = text_model.config_fingerprint(district)
+        self.current: TextModel | None = None
+        self.last_example_id: int | None = None
+        self.training_ms: float | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def version(self) -> str | None:
+        """The version in use (None: no model, the rules decide alone)."""
+        return self.current.version if self.current else None
+
+    @property
+    def trained(self) -> bool:
+        """Whether this replica has looked at the stored examples at least once."""
+        return self.last_example_id is not None
+
+    async def refresh(self, start: Callable[[], DispatchUoW]) -> bool:
+        """Train and switch to the newest version when new examples were stored; whether it switched."""
+        async with self._lock:
+            async with start() as uow:
+                last = await uow.routing.last_example_id()
+            if last == self.last_example_id:
+                return False
+            async with start() as uow:
+                stored = await uow.routing.examples_up_to(last)
+            version = text_model.model_version(self.district, last)
+            examples = text_model.training_set(self.district, stored)
+            started = time.perf_counter()
+            model = await asyncio.to_thread(text_model.train, examples, version)
+            training_ms = (time.perf_counter() - started) * 1000
+            if model is not None:
+                async with start() as uow:
+                    await uow.routing.record_version(version, self.config_hash, last, len(examples), training_ms)
+            self.current, self.last_example_id, self.training_ms = model, last, training_ms
+            log.info("routing model trained", extra={"version": version, "examples": len(examples),
+                                                      "training_ms": round(training_ms, 1)})
+            return True
 
 
 # --- unit actions and feedback -----------------------------------------------------------------
@@ -157,8 +244,34 @@ async def act(uow: DispatchUoW, district: District, unit_code: str, command: Com
                 if closed != other:
                     changed.append(closed)
     await uow.appeals.save(outcome.appeal, changed, _routing_reasons(outcome))
+    await learn_from(uow, unit_code, command, outcome)
     _stage(uow, outcome)
     return ActionResult(accepted=True, subjects=outcome.subjects, order_ids=tuple(o.order_id for o in changed))
+
+
+LEARNING_ACTIONS = ("dispatch", "decide_return", "redispatch")
+"""The lead unit's actions that choose a unit for an appeal: each becomes a labelled example of the routing model."""
+
+
+async def learn_from(uow: DispatchUoW, unit_code: str, command: Command, outcome: Accepted) -> int | None:
+    """A correcting action's labelled example (the appeal's content → the unit chosen), stored in the action's
+    transaction; its id, or None.
+
+    Only a lead order counts (a co-handler is not the answer to "which unit"), and
+    only where a unit was chosen (an accepted return without one teaches nothing).
+    Keyed ``<unit_code>:<action_id>`` like the action's inbox, so it is stored once.
+    """
+    if command.action not in LEARNING_ACTIONS:
+        return None
+    chosen = next((o for o in outcome.new_orders if o.role == domain.Role.lead), None)
+    if chosen is None:
+        return None
+    content = await uow.routing.text_of(outcome.appeal.appeal_id)
+    if not content:
+        return None
+    example = LabelledExample(content, chosen.unit_code, command.action, appeal_id=outcome.appeal.appeal_id)
+    return await uow.routing.add_example(f"{unit_code}:{command.action_id}", example,
+                                         actor=getattr(command, "actor", None))
 
 
 async def rate(uow: DispatchUoW, district: District, feedback: Feedback, now: datetime, *,

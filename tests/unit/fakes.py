@@ -65,3 +65,41 @@ class FakeUnitOfWork:
     def published(self, subject: str | None = None) -> list[BaseModel]:
         """The committed events, optionally of one subject."""
         return [e for s, e in self.committed if subject is None or s == subject]
+
+
+class FakeRouting:
+    """Dispatch's ``RoutingRepository`` in memory: appeals' texts, labelled examples (once per key), versions."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self.examples: dict[str, tuple[int, object]] = {}  # key → (example_id, LabelledExample)
+        self.versions: dict[str, tuple] = {}
+        self.routed: dict[str, str] = {}
+
+    async def keep_texts(self, texts) -> None:
+        for appeal_id, content in texts:
+            self.texts.setdefault(appeal_id, content)
+
+    async def text_of(self, appeal_id):
+        return self.texts.get(appeal_id)
+
+    async def add_example(self, key, example, actor=None):  # noqa: ARG002
+        if key in self.examples:
+            return None
+        from dataclasses import replace
+
+        example_id = len(self.examples) + 1
+        self.examples[key] = (example_id, replace(example, example_id=example_id))
+        return example_id
+
+    async def last_example_id(self) -> int:
+        return len(self.examples)
+
+    async def examples_up_to(self, last):
+        return [ex for i, ex in sorted(self.examples.values(), key=lambda v: v[0]) if i <= last]
+
+    async def record_version(self, version, config_hash, last, examples, training_ms) -> None:
+        self.versions.setdefault(version, (config_hash, last, examples, training_ms))
+
+    async def mark_routed(self, versions) -> None:
+        self.routed.update(versions)

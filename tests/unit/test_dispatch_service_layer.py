@@ -27,7 +27,7 @@ from shared.contracts.inbound import (
 )
 from shared.district import District, load_district
 from shared.unit_of_work import UndeclaredPublication
-from tests.unit.fakes import FakeUnitOfWork
+from tests.unit.fakes import FakeRouting, FakeUnitOfWork
 
 NOW = datetime(2019, 6, 14, 9, 30, tzinfo=SHANGHAI)
 TOWN = "huangshui_town"
@@ -108,6 +108,7 @@ class FakeDispatchUnitOfWork(FakeUnitOfWork):
     def __init__(self, appeals: FakeAppeals | None = None) -> None:
         super().__init__("dispatch", publishes=use_cases.PUBLISHES)
         self.store = appeals or FakeAppeals()
+        self.routing = FakeRouting()
 
     def open_repositories(self, conn) -> None:  # noqa: ARG002
         self.appeals = self.store
