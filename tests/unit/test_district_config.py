@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from shared.contracts.common import field_errors, normalize_phone
 from shared.district import DEFAULT_PATH, District, UnitKind, load_district
+from tools.seed import seed
 
 SEED_UNITS = {
     "区公安分局交警大队": "traffic_police",
@@ -24,6 +26,10 @@ SEED_UNITS = {
     "区行政审批局": "approval_bureau",
     "区委区政府督查室": "supervision_office",
 }
+
+
+UNSEEN_PATH = Path(__file__).parents[1] / "data" / "unseen_appeals.yaml"
+"""Held-out appeals for measuring routing (never used for training)."""
 
 
 def raw() -> dict:
@@ -138,6 +144,108 @@ def test_district_leaders_are_found_by_category_name_or_code():
 def test_known_answers_are_configured_for_consultations():
     district = load_district()
     assert any(set(a.keywords) == {"营业执照", "办理"} and "一窗通办" in a.answer for a in district.known_answers)
+
+
+
+# --- example appeals, standard codes and the held-out appeals ----------------------------
+
+
+def unseen_appeals() -> list[dict]:
+    return yaml.safe_load(UNSEEN_PATH.read_text(encoding="utf-8"))["appeals"]
+
+
+def handling_units(district):
+    return [u for u in district.units if u.kind != UnitKind.supervision]
+
+
+def bigrams(text: str) -> set[str]:
+    return {text[i:i + 2] for i in range(len(text) - 1)}
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of character bigrams: 1.0 for the same text, about 0.2 for two appeals on one topic."""
+    return len(bigrams(a) & bigrams(b)) / len(bigrams(a) | bigrams(b))
+
+
+def test_every_unit_that_handles_appeals_has_at_least_twelve_examples():
+    district = load_district()
+    for unit in handling_units(district):
+        assert len(unit.examples) >= 12, unit.unit_code
+    assert district.lead_unit.examples  # the lead unit handles 政策咨询 and 行政审批 itself
+    assert district.supervision_office.examples == []  # it supervises, it is never dispatched to
+
+
+def test_examples_are_one_or_two_sentences_of_20_to_120_characters():
+    for unit in handling_units(load_district()):
+        for text in unit.examples:
+            assert 20 <= len(text) <= 120, (unit.unit_code, text)
+            assert text == text.strip() and "\n" not in text
+            assert len(re.findall(r"[。？！]", text)) <= 2, text
+
+
+def test_no_example_appears_twice_in_the_district():
+    examples = [text for unit in load_district().units for text in unit.examples]
+    assert len(examples) == len(set(examples))
+
+
+def test_a_third_of_each_units_examples_share_no_keyword_with_its_rules():
+    """So that a model trained on them learns more than the keyword rules already know."""
+    district = load_district()
+    for unit in handling_units(district):
+        keywords = {k for rule in district.routing if rule.unit == unit.unit_code for k in rule.keywords}
+        free = [text for text in unit.examples if not any(k in text for k in keywords)]
+        assert 3 * len(free) >= len(unit.examples), (unit.unit_code, len(free), len(unit.examples))
+
+
+def test_examples_and_unseen_appeals_are_not_the_published_cases():
+    published = [c["content"] for c in seed()["cases"]] + [d["content"] for d in seed()["other_demands_heard"]]
+    ours = [text for unit in load_district().units for text in unit.examples]
+    ours += [appeal["content"] for appeal in unseen_appeals()]
+    for text in ours:
+        for case in published:
+            assert similarity(text, case) < 0.5, (text, case)
+
+
+def test_every_category_has_a_unique_standard_code():
+    categories = load_district().categories
+    codes = [c.standard_code for c in categories]
+    assert all(codes), [c.code for c in categories if not c.standard_code]
+    assert len(codes) == len(set(codes))
+    for code in codes:
+        assert re.fullmatch(r"\d{2}(\.\d{2})?", code), code  # GB/T 39666 style: level.level
+
+
+def test_a_bad_standard_code_names_the_field():
+    data = raw()
+    data["categories"][0]["standard_code"] = "交通 01"
+    fields = [f for f, _ in errors_of(data)]
+    assert "categories.0.standard_code" in fields
+
+
+def test_unseen_appeals_name_units_that_handle_appeals():
+    district = load_district()
+    codes = {u.unit_code for u in handling_units(district)}
+    appeals = unseen_appeals()
+    assert len(appeals) == 60
+    for appeal in appeals:
+        assert set(appeal) == {"content", "acceptable"}, appeal  # no category hint
+        assert appeal["acceptable"] and set(appeal["acceptable"]) <= codes, appeal
+        assert len(appeal["acceptable"]) == len(set(appeal["acceptable"]))
+        assert 20 <= len(appeal["content"]) <= 120, appeal["content"]
+    contents = [appeal["content"] for appeal in appeals]
+    assert len(contents) == len(set(contents))
+    ambiguous = [a for a in appeals if len(a["acceptable"]) > 1]
+    assert 10 <= len(ambiguous) <= 20
+    assert {u for a in appeals for u in a["acceptable"]} == codes  # every unit is measured
+
+
+def test_unseen_appeals_are_held_out_from_the_examples():
+    examples = [text for unit in load_district().units for text in unit.examples]
+    for appeal in unseen_appeals():
+        content = appeal["content"]
+        for text in examples:
+            assert content not in text and text not in content, (content, text)
+            assert similarity(content, text) < 0.5, (content, text)  # nor an example with a word changed
 
 
 # --- bad files ---------------------------------------------------------------------------
