@@ -120,10 +120,11 @@ class District(BaseModel):
         "and this share of the lead unit's score.",
     )
     model_weight: float = Field(
-        4.0, ge=0,
+        5.0, ge=0,
         description="Points the routing model (trained on the units' examples and the lead unit's corrections) "
         "adds to a unit: its probability x model_weight, on top of the rules' points; 0 turns the model off. "
-        "min_score and min_margin then decide on the sum, so a clear rule or an event's proposal still wins.",
+        "min_score and min_margin then decide on the sum, so a clear rule or an event's proposal (6 points) "
+        "still wins. Chosen with `coffeetime routing-eval --tune` on the cross-validation folds.",
     )
     model_min_probability: float = Field(
         0.1, ge=0, le=1,

@@ -85,6 +85,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return report_main(args)
 
 
+def cmd_routing_eval(args: argparse.Namespace) -> int:
+    from tools.routing_eval import main as routing_eval_main
+
+    return routing_eval_main(args)
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from tools.asyncapi import write_document
 
@@ -118,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-orders", type=int, default=None, dest="min_orders",
                    help="units with fewer orders are listed but not ranked (default: the configuration's)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("routing-eval", help="measure routing on appeals it never saw: k-fold, held-out, the curve")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--config", help="the district configuration (default: DISTRICT_CONFIG or shared/district.yaml)")
+    p.add_argument("--unseen", help="held-out appeals (default: tests/data/unseen_appeals.yaml when present)")
+    p.add_argument("--tune", action="store_true",
+                   help="choose model_weight and model_min_probability on the folds (never on the held-out set)")
+    p.set_defaults(func=cmd_routing_eval)
 
     p = sub.add_parser("docs", help="write the AsyncAPI document of the contract")
     p.add_argument("--out", default="docs/asyncapi.json")

@@ -15,9 +15,9 @@ the routing model (``text_model.py``)   +p x ``district.model_weight``
 The model's points (a unit's probability ``p`` of at least
 ``district.model_min_probability``, reason ``similar to past appeals of 区市场监管局
 (p=0.83)``) come on top of the rules': a clear rule or an event's proposal (6
-points) outweighs any model (4 points at p=1 by default), and where no rule
+points) outweighs any model (5 points at p=1 by default), and where no rule
 matched the model alone dispatches only when it is confident enough to clear the
-same thresholds (p of at least 0.5 and a lead of 0.25 over the runner-up, by
+same thresholds (p of at least 0.4 and a lead of 0.2 over the runner-up, by
 default). Co-handling is decided on the rules' points only: the model names no
 co-handler.
 
@@ -36,9 +36,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from services.dispatch.domain.text_model import ModelSuggestion
 from shared.contracts.common import AppealKind
 from shared.contracts.events import AppealRegistered
-from services.dispatch.domain.text_model import ModelSuggestion
 from shared.district import Category, District, Unit, UnitKind
 
 KEYWORD_POINTS = 1.0
