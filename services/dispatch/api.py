@@ -11,6 +11,7 @@ or return_limit_reached, 422 invalid (with field errors).
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -18,7 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from services.dispatch import use_cases
 from services.dispatch.domain import rules
@@ -26,6 +27,7 @@ from services.dispatch.unit_of_work import DispatchUnitOfWork
 from shared import clock
 from shared.contracts import FieldError
 from shared.contracts import inbound as inb
+from shared.contracts.events import RoutingCandidate
 from shared.district import District, Unit, UnitKind
 from shared.http import CURSOR, LIMIT, Page, ProblemError, bearer, bearer_token, decode_cursor, page_of, problems
 from shared.service import Service
@@ -68,6 +70,21 @@ class QueuedAppeal(BaseModel):
     category: str
     received_at: datetime
     routing: dict[str, Any] = Field(description="Why routing was not clear: candidates, scores, reasons.")
+    candidates: list[RoutingCandidate] = Field(
+        default_factory=list,
+        description="The three best candidates, best first, with score, the routing model's confidence and reasons: "
+                    "`POST /appeals/{appeal_id}/dispatch` with one's `unit_code` dispatches it in one click.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _candidates_from_routing(cls, row: Any) -> Any:
+        if isinstance(row, dict) and "candidates" not in row:
+            routing = row.get("routing") or {}
+            if isinstance(routing, str):
+                routing = json.loads(routing)
+            row = {**row, "routing": routing,
+                   "candidates": [c for c in routing.get("candidates", [])[:3] if "unit" in c]}
+        return row
 
 
 class ActionResponse(BaseModel):
