@@ -9,7 +9,9 @@ paths, one per request over HTTP.
 
 ================================  ==========================================================
 start_appeals                     registered appeals → orders, the manual queue, or an answer
-act                               one unit action (a command), idempotent on (unit, action id)
+RoutingModels                     the routing model in use: retrained when corrections were stored, versioned
+act                               one unit action (a command), idempotent on (unit, action id); a correcting
+                                  one (dispatch, decide_return, redispatch) also stores a labelled example
 rate                              the enterprise's feedback, as the command ``Rate``
 refuse_invalid                    an action that does not parse: ``ct.order.rejected`` once
 note_deadlines / note_escalations what escalation tells about orders, for the units' lists
