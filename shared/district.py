@@ -130,6 +130,12 @@ class District(BaseModel):
         0.1, ge=0, le=1,
         description="Below this probability the routing model adds nothing to a unit (and gives no reason).",
     )
+    model_sure_ratio: float | None = Field(
+        4.0, ge=1,
+        description="Where the points are unclear, the model alone dispatches to its first unit when that unit is "
+        "this many times as probable as the next and no rule points elsewhere; null turns it off. Chosen with "
+        "`coffeetime routing-eval --tune` on the cross-validation folds.",
+    )
 
     @model_validator(mode="after")
     def _references_exist(self) -> District:

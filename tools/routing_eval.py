@@ -32,6 +32,7 @@ to choose them. Output: a table, or ``--format json``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -243,18 +244,19 @@ def tune(district: District, examples: Sequence[LabelledExample]) -> tuple[Distr
     for _, appeals in models:
         rules_only = rules_only.add(outcomes(district, appeals, None)[0])
     # at most PROPOSED_POINTS - min_margin (5): an event's proposal outweighs the model, however sure it is
-    for weight in (2.0, 3.0, 3.5, 4.0, 4.5, 5.0):
-        for floor in (0.05, 0.1, 0.2, 0.3):
-            candidate = district.model_copy(update={"model_weight": weight, "model_min_probability": floor})
-            total = Figures()
-            for model, appeals in models:
-                total = total.add(outcomes(candidate, appeals, model)[0])
-            tried.append({"model_weight": weight, "model_min_probability": floor, **total.as_dict()})
+    for weight, floor, ratio in itertools.product((2.0, 3.0, 4.0, 5.0), (0.05, 0.1, 0.2, 0.3),
+                                                  (None, 2.0, 2.5, 3.0, 4.0)):
+        setting = {"model_weight": weight, "model_min_probability": floor, "model_sure_ratio": ratio}
+        candidate = district.model_copy(update=setting)
+        total = Figures()
+        for model, appeals in models:
+            total = total.add(outcomes(candidate, appeals, model)[0])
+        tried.append({**setting, **total.as_dict()})
     bound = rules_only.misrouted_share + MISROUTED_TARGET
     within = [t for t in tried if t["misrouted_share"] <= bound] or tried
     best = max(within, key=lambda t: (t["accuracy"], -t["misrouted_share"], -t["model_weight"]))
-    return district.model_copy(update={"model_weight": best["model_weight"],
-                                       "model_min_probability": best["model_min_probability"]}), tried
+    return district.model_copy(update={k: best[k] for k in ("model_weight", "model_min_probability",
+                                                            "model_sure_ratio")}), tried
 
 
 def evaluate(district: District, unseen: Sequence[Appeal], *, do_tune: bool = False) -> Report:
@@ -273,6 +275,7 @@ def evaluate(district: District, unseen: Sequence[Appeal], *, do_tune: bool = Fa
     return Report(
         settings={"k": K, "seed": SEED, "examples": len(examples), "held_out_appeals": len(unseen),
                   "model_weight": district.model_weight, "model_min_probability": district.model_min_probability,
+                  "model_sure_ratio": district.model_sure_ratio,
                   "min_score": district.min_score, "min_margin": district.min_margin,
                   "config_hash": text_model.config_fingerprint(district)},
         cross_validation={"total": cv_total.as_dict(), "folds": [f.as_dict() for f in per_fold]},
@@ -292,6 +295,7 @@ def render_table(report: Report) -> str:
     s = report.settings
     lines = [f"routing evaluation: {s['examples']} shipped examples, {s['held_out_appeals']} held-out appeals; "
              f"model_weight {s['model_weight']}, model_min_probability {s['model_min_probability']}, "
+             f"model_sure_ratio {s.get('model_sure_ratio')}, "
              f"min_score {s['min_score']}, min_margin {s['min_margin']}", "",
              f"{'set':<34} {'appeals':>7} {'accuracy':>9} {'manual':>9} {'misrouted':>9}"]
 

@@ -315,6 +315,13 @@ def route(district: District, appeal: RoutingInput, suggestion: ModelSuggestion 
             f"margin {margin:.1f} < {district.min_margin:.1f}"
         )
 
+    if queued_because and suggestion is not None:
+        sure = _model_is_sure(district, suggestion, tallies)
+        if sure is not None:
+            queued_because = []
+            best = sure
+            runner_up = next((t for t in ranked if t is not sure), None)
+
     proposed_days = appeal.proposed_deadline_days
     if queued_because:
         category = resolve_category(district, appeal.category_hint)
@@ -345,6 +352,29 @@ def route(district: District, appeal: RoutingInput, suggestion: ModelSuggestion 
         deadline_days=proposed_days or category.deadline_days, sign_hours=category.sign_hours,
         candidates=candidates, model_version=model_version,
     )
+
+
+def _model_is_sure(district: District, suggestion: ModelSuggestion, tallies: dict[str, _Tally]) -> _Tally | None:
+    """The unit the model is sure of where the points alone are unclear, or None.
+
+    Sure: its probability is at least ``model_min_probability`` and at least
+    ``model_sure_ratio`` times the next unit's, and no rule points at another
+    unit with at least ``min_score`` points more than this one. A probability
+    spread over 23 units is small even when the model is right, so the lead over
+    the runner-up, not the probability itself, says how sure it is
+    (``coffeetime routing-eval``).
+    """
+    if not district.model_sure_ratio or district.model_weight <= 0:
+        return None
+    (code, p1), (_, p2) = (suggestion.best(2) + [("", 0.0), ("", 0.0)])[:2]
+    t = tallies.get(code)
+    if t is None or p1 < district.model_min_probability or p1 < district.model_sure_ratio * p2:
+        return None
+    if any(o is not t and o.rule_score >= district.min_score and o.rule_score > t.rule_score for o in tallies.values()):
+        return None  # a rule says otherwise: the lead unit decides
+    lead = f"{p1 / p2:.1f}x the next unit's" if p2 > 0 else "no other unit likely"
+    t.add(0.0, f"the model is sure of {t.unit.name}: p={p1:.2f}, {lead}")
+    return t
 
 
 def known_answer(district: District, content: str, kind: AppealKind | str) -> str | None:
