@@ -15,7 +15,7 @@ from tools.stack import Stack
 
 HELP = """coffeetime: enterprise appeals (企业咖啡时) as services on NATS JetStream and PostgreSQL.
 
-Without NATS_URL / DATABASE_URL, `up`, `migrate`, `demo` and `report` start an embedded
+Without NATS_URL / DATABASE_URL, `up`, `migrate`, `demo`, `report` and `topics` start an embedded
 nats-server and PostgreSQL in a temporary folder."""
 
 
@@ -85,6 +85,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return report_main(args)
 
 
+def cmd_topics(args: argparse.Namespace) -> int:
+    from tools.topics import main as topics_main
+
+    return topics_main(args)
+
+
 def cmd_routing_eval(args: argparse.Namespace) -> int:
     from tools.routing_eval import main as routing_eval_main
 
@@ -124,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-orders", type=int, default=None, dest="min_orders",
                    help="units with fewer orders are listed but not ranked (default: the configuration's)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("topics", help="the month's hot topics (热点研判): themes, growth, repeated appeals, 每月一题")
+    p.add_argument("--month", help="YYYY-MM (default: this month)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--months-back", type=int, default=3, dest="months_back",
+                   help="previous months to compare with (default 3)")
+    p.add_argument("--out", help="write to this file instead of the terminal (e.g. topics.csv for Excel)")
+    p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser("routing-eval", help="measure routing on appeals it never saw: k-fold, held-out, the curve")
     p.add_argument("--format", choices=("table", "json"), default="table")

@@ -8,11 +8,13 @@ test can put in-memory fakes in their place.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import asyncpg
 
 from services.intake.domain import NewAppeal, RegisteredAppeal, TimelineEntry
+from services.intake.topics import OTHER, TopicAppeal
 from shared.contracts import EventRecord
 
 
@@ -94,6 +96,31 @@ async def timeline_of(conn: asyncpg.Connection, appeal_id: str) -> list[asyncpg.
     )
 
 
+async def appeals_received(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[asyncpg.Record]:
+    """The appeals received in [start, end), oldest first, each with the category it was last routed as.
+
+    The routed category is read from the appeal's ``ct.order.dispatched`` events in
+    the timeline (a lead unit's order before a co-handling one, the latest first),
+    so a redispatch after a return counts with its corrected category; null when
+    the appeal has not been dispatched (queued, or not routed yet).
+    """
+    return await conn.fetch(
+        """
+        SELECT a.appeal_id, a.content, a.received_at, a.kind, a.category_hint,
+               coalesce(a.enterprise_uscc, a.contact_phone) AS enterprise_key, routed.category AS routed_category
+        FROM appeals a
+        LEFT JOIN LATERAL (
+            SELECT t.payload->>'category' AS category FROM timeline t
+            WHERE t.appeal_id = a.appeal_id AND t.subject = 'ct.order.dispatched'
+            ORDER BY (t.payload->>'role' = 'lead') DESC, t.occurred_at DESC LIMIT 1
+        ) routed ON true
+        WHERE a.received_at >= $1 AND a.received_at < $2
+        ORDER BY a.received_at, a.appeal_id
+        """,
+        start, end,
+    )
+
+
 # --- repositories ---------------------------------------------------------------------
 
 
@@ -139,3 +166,25 @@ class Timeline:
         return [TimelineEntry(event_id=r["event_id"], appeal_id=appeal_id, subject=r["subject"],
                               occurred_at=r["occurred_at"], actor=r["actor"], what=r["what"])
                 for r in await timeline_of(self.conn, appeal_id)]
+
+
+class TopicAppeals:
+    """The appeals as the hot-topics analysis reads them (:class:`services.intake.topics.TopicAppeal`).
+
+    ``category_of`` turns a sender's hint into the district's category name (an
+    alias or code into its name; None when the hint names no category: the hint is kept as it is).
+    """
+
+    def __init__(self, conn: asyncpg.Connection, category_of: Callable[[str], str | None] | None = None) -> None:
+        self.conn = conn
+        self.category_of = category_of or (lambda hint: hint)
+
+    async def in_window(self, start: datetime, end: datetime) -> list[TopicAppeal]:
+        """The appeals received in [start, end): the routed category, else the hint's, else 其他."""
+        out = []
+        for r in await appeals_received(self.conn, start, end):
+            hint = r["category_hint"].strip() if r["category_hint"] else None
+            category = r["routed_category"] or (hint and (self.category_of(hint) or hint)) or OTHER
+            out.append(TopicAppeal(appeal_id=r["appeal_id"], content=r["content"], received_at=r["received_at"],
+                                   category=category, enterprise_key=r["enterprise_key"], kind=r["kind"]))
+        return out

@@ -33,10 +33,10 @@ import csv
 import io
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -649,24 +649,7 @@ def _proposal(current: list[TopicAppeal], themes: list[TextTheme], categories: l
                     supporting=supporting(ids))
 
 
-# --- glue and rendering ---------------------------------------------------------------
-
-
-class TopicSource(Protocol):
-    """Where the appeals come from (:class:`services.intake.store.TopicAppeals`, or a list in a test)."""
-
-    async def in_window(self, start: datetime, end: datetime) -> list[TopicAppeal]: ...
-
-
-async def month_topics(source: TopicSource, month: str, settings: TopicSettings | None = None,
-                       run: Callable | None = None) -> TopicsReport:
-    """Read the window's appeals from ``source`` and analyse them (``run`` may move the work off the event loop)."""
-    s = settings or TopicSettings()
-    start, end = window(month, s.months_back)
-    appeals = await source.in_window(start, end)
-    if run is None:
-        return analyse(appeals, month, s)
-    return await run(analyse, appeals, month, s)
+# --- rendering ------------------------------------------------------------------------
 
 
 CSV_COLUMNS = ("类型", "编号", "主题", "类别", "本月件数", "占比", "前期月均", "增长率", "新出现", "重复诉求件数",
@@ -726,6 +709,8 @@ def _pad(text: str, width: int) -> str:
 
 
 def _grid(headers: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
     widths = [max([_width(h)] + [_width(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines = ["  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(_pad(c, w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
