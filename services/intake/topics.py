@@ -62,10 +62,10 @@ EDGE_CHARS = frozenset("的了在和与是也都又还就被把给对从到很�
 
 #: words of almost every appeal (hopes, requests, who is asking): never a theme's label
 BOILERPLATE = frozenset("""
-希望 建议 我们 我司 公司 企业 反映 问题 解决 帮助 相关 部门 目前 一下 能否 是否 请求 情况 影响 导致 没有 已经 非常
-经常 附近 门口 现在 一直 需要 要求 尽快 及时 处理 协调 政府 有关 你们 他们 这个 那个 一些 很多 比较 不能 不是 可以
-进行 出现 存在 关于 以及 因为 所以 但是 如果 或者 还是 就是 什么 怎么 为什么 多次 咨询 了解 办理 申请 联系 电话 工作
-今年 去年 上月 本月 最近 每天 天天 员工 职工 厂区 园区 片区 周边 一带 严重
+希望 建议 我们 我司 公司 企业 反映 问题 解决 帮助 相关 部门 目前 能否 是否 请求 情况 影响 导致 没有 已经 非常
+现在 一直 需要 要求 尽快 及时 处理 协调 政府 有关 你们 他们 这个 那个 一些 很多 比较 不能 不是 可以 进行 出现
+存在 关于 以及 因为 所以 但是 如果 或者 还是 就是 什么 怎么 为什么 多次 咨询 了解 联系 电话 麻烦 谢谢 请问
+员工 职工
 """.split())
 
 
@@ -119,7 +119,7 @@ class TopicSettings:
 
     months_back: int = 3
     theme_distance: float = 0.92  # average-linkage cosine distance below which appeals are one theme
-    repeat_similarity: float = 0.5  # cosine similarity from which two appeals are "the same matter"
+    repeat_similarity: float = 0.35  # cosine similarity from which two appeals are "the same matter"
     min_theme_size: int = 2  # themes with fewer appeals this month are not listed
     min_repeats: int = 3  # appeals a repeated group needs (重复诉求: three times or more)
     repeat_weight: float = 2.0
@@ -685,17 +685,17 @@ def _csv(report: TopicsReport) -> str:
     yes = {True: "是", False: "否"}
     p = report.proposal
     if p is not None:
-        w.writerow([_SECTION["proposal"], p.theme_id or "", _cell(p.title), p.category,
+        w.writerow([_SECTION["proposal"], p.theme_id or "", _cell(p.title), _cell(p.category),
                     "", "", "", "", "", sum(a.repeated for a in p.supporting), p.score,
                     " ".join(a.appeal_id for a in p.supporting)])
     for c in report.categories:
-        w.writerow([_SECTION["category"], "", _cell(c.category), c.category, c.count, _pct(c.share),
+        w.writerow([_SECTION["category"], "", _cell(c.category), _cell(c.category), c.count, _pct(c.share),
                     c.previous_mean, _pct(c.growth), yes[c.new], "", "", ""])
     for t in report.themes:
-        w.writerow([_SECTION["theme"], t.theme_id, _cell(t.label), t.main_category, t.count, _pct(t.share),
+        w.writerow([_SECTION["theme"], t.theme_id, _cell(t.label), _cell(t.main_category), t.count, _pct(t.share),
                     t.previous_mean, _pct(t.growth), yes[t.new], t.repeated, t.score, " ".join(t.appeal_ids)])
     for g in report.repeated:
-        w.writerow([_SECTION["repeated"], g.group_id, _cell(g.summary), g.category, g.in_month, "", "", "", "",
+        w.writerow([_SECTION["repeated"], g.group_id, _cell(g.summary), _cell(g.category), g.in_month, "", "", "", "",
                     g.count, "", " ".join(g.appeal_ids)])
     return out.getvalue()
 
