@@ -1,9 +1,9 @@
 """The hot-topics analysis (``services.intake.topics``) on synthetic months: how long a district's month takes.
 
 ``python -m bench.topics --per-month 20000 --months-back 3`` builds appeals from
-phrase pools (forty matters, each worded many ways, in thirty places, by a few
-thousand enterprises; one matter grows each month, a few enterprises repeat
-themselves), runs :func:`analyse` on them and prints the time of each run, the
+phrase pools (forty matters, each worded many ways, in thirty places, by enterprises
+drawn from a fifth as many as the appeals of a month; the first matter grows each
+month), runs :func:`analyse` on them and prints the time of each run, the
 themes found and the proposal. Seeded: the same arguments give the same appeals.
 Asserts nothing; pure CPU, no server.
 """
