@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     outbox_batch: int = Field(500, description="Outbox rows relayed per round.")
     rating_wait_days: float = Field(7.0, description="Days a reply waits for the enterprise's rating before the appeal closes as not rated.")
     scan_interval_s: float = Field(0.25, description="Escalation scanner period.")
+    duplicate_window_days: float = Field(
+        30.0, description="Intake: an appeal of the same enterprise received within this many days may be repeated "
+                          "(重复诉求并单); 0 turns duplicate merging off.")
+    duplicate_min_similarity: float = Field(
+        0.25, description="Intake: the text similarity (character-pair Jaccard, 0-1) from which an appeal is a likely "
+                         "duplicate of an earlier one of the same enterprise and category.")
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

@@ -4,6 +4,11 @@ Both status routes call the :func:`~services.intake.use_cases.appeal_status` use
 an appeal that does not exist is a 404 problem, a bad parameter a 422 problem.
 The timeline inside a status is part of the contract reply: it is not paged.
 
+``POST /appeals/{appeal_id}/split`` undoes a duplicate's merge (拆单, the lead
+unit's token; :func:`~services.intake.use_cases.split_appeal`): 404 when there
+is no such appeal, 409 when it is no duplicate or is closed; a second split
+answers the first one's result.
+
 ``GET /topics`` is the month's hot-topics analysis (热点研判, :mod:`services.intake.topics`)
 as JSON (:class:`~services.intake.topics.TopicsReport`), CSV or a text table; the
 analysis runs in a worker thread, so the service keeps consuming meanwhile.
@@ -12,17 +17,19 @@ analysis runs in a worker thread, so the service keeps consuming meanwhile.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response, Security
 from fastapi.responses import PlainTextResponse
-from pydantic import ValidationError
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, Field, ValidationError
 
 from services.intake import topics, use_cases
 from services.intake.store import TopicAppeals
 from shared import clock
 from shared.contracts import AppealQuery, AppealStatus, field_errors
-from shared.district import load_district
-from shared.http import ProblemError, problems
+from shared.district import Unit, UnitKind, load_district
+from shared.http import ProblemError, bearer, bearer_token, problems
 from shared.service import Service
 
 
@@ -54,7 +61,62 @@ def register(service: Service) -> None:
         return await status_of(f"no appeal from {channel}:{source_id}", channel=channel, source_id=source_id)
 
     service.http.include_router(router)
+    register_split(service)
     register_topics(service)
+
+
+class SplitRequest(BaseModel):
+    """The body of ``POST /appeals/{appeal_id}/split`` (optional)."""
+
+    reason: str | None = Field(None, max_length=500, description="Why the duplicate is handled on its own.")
+
+
+class SplitView(BaseModel):
+    """A duplicate after its split (拆单)."""
+
+    appeal_id: str = Field(description="The appeal split off.")
+    master_appeal_id: str = Field(description="The appeal it followed.")
+    split_at: datetime = Field(description="When it was split.")
+    split_by: str | None = Field(None, description="Who split it (the lead unit's code).")
+    already_split: bool = Field(False, description="True: it was split before; nothing changed now.")
+
+
+def register_split(service: Service) -> None:
+    """Add ``POST /appeals/{appeal_id}/split`` (the lead unit undoes a duplicate's merge) to ``service.http``."""
+    router = APIRouter(tags=["appeals"])
+    district = load_district(service.settings.district_config)
+
+    def lead_unit(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Unit:
+        token = bearer_token(credentials)
+        unit = next((u for u in district.units if u.token_matches(token)), None)
+        if unit is None:
+            raise ProblemError(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        if unit.kind != UnitKind.lead:
+            raise ProblemError(403, "only the lead unit splits a duplicate", reason="not_lead_unit")
+        return unit
+
+    @router.post(
+        "/appeals/{appeal_id}/split", response_model=SplitView, responses=problems(401, 403, 404, 409, 422),
+        summary="Split a duplicate from its master (拆单): it is then handled on its own",
+        description="Undoes a merge: publishes `ct.appeal.split`, after which dispatch routes the appeal like a "
+                    "new one. Idempotent: a second split answers the first one's result (`already_split`). "
+                    "404: no such appeal; 409: the appeal is not a duplicate, or it is closed. The lead unit's token.")
+    async def split(appeal_id: str = Path(..., min_length=1, max_length=40), body: SplitRequest | None = None,
+                    unit: Unit = Depends(lead_unit)) -> SplitView:
+        done = await use_cases.split_appeal(service.unit_of_work(), appeal_id, unit.unit_code,
+                                            body.reason if body else None)
+        if done.outcome == "not_found":
+            raise ProblemError(404, f"no appeal {appeal_id}")
+        if done.outcome == "not_a_duplicate":
+            raise ProblemError(409, f"{appeal_id} follows no master: there is nothing to split",
+                               reason="not_a_duplicate")
+        if done.outcome == "closed":
+            raise ProblemError(409, f"{appeal_id} is closed: it is not split any more", reason="appeal_closed")
+        assert done.master_appeal_id is not None and done.split_at is not None
+        return SplitView(appeal_id=appeal_id, master_appeal_id=done.master_appeal_id, split_at=done.split_at,
+                         split_by=done.split_by, already_split=done.outcome == "already_split")
+
+    service.http.include_router(router)
 
 
 def register_topics(service: Service) -> None:

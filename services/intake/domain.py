@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 from pydantic import BaseModel
 
+from services.intake.duplicates import DuplicateLink, Match
 from shared.contracts import (
     SHANGHAI,
     AppAppeal,
     AppealClosed,
     AppealEscalated,
     AppealKind,
+    AppealMerged,
     AppealQueued,
     AppealRegistered,
     AppealReopened,
+    AppealSplit,
     AppealStatus,
     Channel,
     DeadlineSet,
@@ -33,6 +36,7 @@ from shared.contracts import (
     ExtensionGranted,
     ExtensionRequested,
     FieldError,
+    FollowerReplied,
     HotlineCall,
     NotificationDelivered,
     NotificationFailed,
@@ -168,9 +172,12 @@ class InvalidMessage:
     errors: Sequence[FieldError]
 
 
-def registered_event(appeal: NewAppeal, appeal_id: str, now: datetime, correlation_id: str) -> AppealRegistered:
-    """The event announcing a newly registered appeal."""
+def registered_event(appeal: NewAppeal, appeal_id: str, now: datetime, correlation_id: str,
+                     duplicate: Match | None = None) -> AppealRegistered:
+    """The event announcing a newly registered appeal; for a likely duplicate, the master it follows."""
     return AppealRegistered(
+        duplicate_of=duplicate.master_appeal_id if duplicate else None,
+        similarity=duplicate.similarity if duplicate else None,
         occurred_at=now, appeal_id=appeal_id, source_ref=appeal.source_ref, correlation_id=correlation_id,
         actor=appeal.channel.value, channel=appeal.channel, source_id=appeal.source_id,
         enterprise=Party(name=appeal.enterprise_name, uscc=appeal.enterprise_uscc),
@@ -178,6 +185,27 @@ def registered_event(appeal: NewAppeal, appeal_id: str, now: datetime, correlati
         content=appeal.content, title=appeal.title, category_hint=appeal.category_hint, address=appeal.address,
         kind=appeal.kind, urgent=appeal.urgent, received_at=appeal.received_at, proposal=appeal.proposal,
     )
+
+
+def merged_event(registered: AppealRegistered, duplicate: Match) -> AppealMerged:
+    """``ct.appeal.merged`` for a duplicate, beside its registration.
+
+    It occurs a microsecond after the registration: the timeline sorts by time,
+    and the status after both is ``merged``.
+    """
+    return AppealMerged(
+        occurred_at=registered.occurred_at + timedelta(microseconds=1), appeal_id=registered.appeal_id,
+        source_ref=registered.source_ref, correlation_id=registered.correlation_id, actor="system",
+        master_appeal_id=duplicate.master_appeal_id, similarity=duplicate.similarity,
+    )
+
+
+def split_event(link: DuplicateLink, now: datetime, actor: str, reason: str | None) -> AppealSplit:
+    """``ct.appeal.split``: the duplicate of ``link`` is handled on its own from now on."""
+    assert link.master_appeal_id is not None
+    return AppealSplit(occurred_at=now, appeal_id=link.appeal_id, source_ref=link.source_ref,
+                       correlation_id=f"split:{link.appeal_id}", actor=actor,
+                       master_appeal_id=link.master_appeal_id, reason=reason)
 
 
 # --- the timeline and the status --------------------------------------------------------
@@ -194,6 +222,8 @@ _STATUS_AFTER = {
     "ct.appeal.reopened": "reopened",
     "ct.appeal.closed": "closed",
     "ct.appeal.merged": "merged",
+    "ct.appeal.split": "registered",
+    "ct.appeal.follower_replied": "replied",
 }
 
 
@@ -236,6 +266,15 @@ def describe(subject: str, event: BaseModel) -> str:
         case OrderReplied():
             state = "resolved" if event.resolved else "not resolved"
             return f"{unit} replied ({state}): {event.reply}"
+        case AppealMerged():
+            similarity = f" (similarity {event.similarity:.2f})" if event.similarity is not None else ""
+            return f"likely duplicate of {event.master_appeal_id}{similarity}: follows it, no order of its own"
+        case AppealSplit():
+            why = f": {event.reason}" if event.reason else ""
+            return f"split from {event.master_appeal_id}, handled on its own{why}"
+        case FollowerReplied():
+            state = "resolved" if event.resolved else "not resolved"
+            return f"{unit} replied to the master appeal {event.master_appeal_id} ({state}): {event.reply}"
         case AppealClosed():
             return f"closed: {event.outcome}"
         case AppealReopened():

@@ -14,6 +14,7 @@ from datetime import datetime
 import asyncpg
 
 from services.intake.domain import NewAppeal, RegisteredAppeal, TimelineEntry
+from services.intake.duplicates import Candidate, DuplicateLink
 from services.intake.topics import OTHER, TopicAppeal
 from shared.contracts import EventRecord
 
@@ -121,6 +122,54 @@ async def appeals_received(conn: asyncpg.Connection, start: datetime, end: datet
     )
 
 
+async def duplicate_candidates(conn: asyncpg.Connection, usccs: Sequence[str], phones: Sequence[str],
+                               start: datetime, end: datetime) -> list[asyncpg.Record]:
+    """The appeals received in [start, end] with one of these credit codes or phones: the possible masters.
+
+    One query for a whole batch (the indexes ``appeals_by_uscc`` and ``appeals_by_phone``
+    of 003_duplicates.sql); each row with the category it was last routed as (as
+    :func:`appeals_received` reads it) and the master it follows unless it was split.
+    """
+    return await conn.fetch(
+        """
+        SELECT a.appeal_id, a.received_at, a.content, a.kind, a.enterprise_uscc, a.contact_phone, a.category_hint,
+               CASE WHEN a.split_at IS NULL THEN a.master_appeal_id END AS master_appeal_id,
+               routed.category AS routed_category
+        FROM appeals a
+        LEFT JOIN LATERAL (
+            SELECT t.payload->>'category' AS category FROM timeline t
+            WHERE t.appeal_id = a.appeal_id AND t.subject = 'ct.order.dispatched'
+            ORDER BY (t.payload->>'role' = 'lead') DESC, t.occurred_at DESC LIMIT 1
+        ) routed ON true
+        WHERE (a.enterprise_uscc = ANY($1::text[]) OR a.contact_phone = ANY($2::text[]))
+          AND a.received_at >= $3 AND a.received_at <= $4
+        """,
+        list(usccs), list(phones), start, end,
+    )
+
+
+async def link_duplicates(conn: asyncpg.Connection, links: Sequence[tuple[str, str, float]]) -> None:
+    """(appeal_id, master_appeal_id, similarity) of the duplicates just found."""
+    if links:
+        await conn.execute(
+            "UPDATE appeals a SET master_appeal_id = l.master, similarity = l.similarity "
+            "FROM unnest($1::text[], $2::text[], $3::real[]) AS l(appeal_id, master, similarity) "
+            "WHERE a.appeal_id = l.appeal_id",
+            [a for a, _, _ in links], [m for _, m, _ in links], [x for _, _, x in links])
+
+
+async def lock_duplicate_link(conn: asyncpg.Connection, appeal_id: str) -> asyncpg.Record | None:
+    """An appeal's link to its master, locked for this transaction (a split runs once)."""
+    return await conn.fetchrow(
+        "SELECT appeal_id, channel, source_id, master_appeal_id, similarity, split_at, split_by "
+        "FROM appeals WHERE appeal_id = $1 FOR UPDATE", appeal_id)
+
+
+async def mark_split(conn: asyncpg.Connection, appeal_id: str, at: datetime, by: str) -> None:
+    """The duplicate no longer follows its master (the link stays, for the record)."""
+    await conn.execute("UPDATE appeals SET split_at = $2, split_by = $3 WHERE appeal_id = $1", appeal_id, at, by)
+
+
 # --- repositories ---------------------------------------------------------------------
 
 
@@ -137,6 +186,37 @@ class Appeals:
     async def keep_event_records(self, records: Sequence[EventRecord]) -> None:
         """Keep the coffee-event records (once each)."""
         await save_coffee_events(self.conn, records)
+
+    async def duplicate_candidates(self, usccs: Sequence[str], phones: Sequence[str], start: datetime, end: datetime,
+                                   category_of: Callable[[str], str | None] | None = None) -> list[Candidate]:
+        """The possible masters of a batch (see :func:`duplicate_candidates`) as
+        :class:`~services.intake.duplicates.Candidate`: the routed category, else the hint's."""
+        out = []
+        for r in await duplicate_candidates(self.conn, usccs, phones, start, end):
+            hint = r["category_hint"].strip() if r["category_hint"] else None
+            category = r["routed_category"] or (hint and ((category_of(hint) if category_of else None) or hint))
+            out.append(Candidate(appeal_id=r["appeal_id"], received_at=r["received_at"], content=r["content"],
+                                 kind=r["kind"], enterprise_uscc=r["enterprise_uscc"],
+                                 contact_phone=r["contact_phone"], category=category or None,
+                                 master_appeal_id=r["master_appeal_id"]))
+        return out
+
+    async def link_duplicates(self, links: Sequence[tuple[str, str, float]]) -> None:
+        """(appeal_id, master_appeal_id, similarity) of the duplicates just found."""
+        await link_duplicates(self.conn, links)
+
+    async def lock_link(self, appeal_id: str) -> DuplicateLink | None:
+        """An appeal's link to its master, locked for this transaction; None when there is no such appeal."""
+        r = await lock_duplicate_link(self.conn, appeal_id)
+        if r is None:
+            return None
+        return DuplicateLink(appeal_id=r["appeal_id"], source_ref=f"{r['channel']}:{r['source_id']}",
+                             master_appeal_id=r["master_appeal_id"], similarity=r["similarity"],
+                             split_at=r["split_at"], split_by=r["split_by"])
+
+    async def mark_split(self, appeal_id: str, at: datetime, by: str) -> None:
+        """The duplicate no longer follows its master."""
+        await mark_split(self.conn, appeal_id, at, by)
 
     async def find(self, appeal_id: str | None = None, channel: str | None = None,
                    source_id: str | None = None) -> RegisteredAppeal | None:

@@ -63,6 +63,10 @@ class AppealRegistered(DomainEvent):
     urgent: bool = Field(False, description="Marked urgent.")
     received_at: Rfc3339 = Field(description="When the appeal was received at the source; deadlines count from here.")
     proposal: EventProposal | None = Field(None, description="The coffee event's proposals, for an event item.")
+    duplicate_of: str | None = Field(
+        None, description="A likely duplicate (重复诉求): the master appeal it follows; dispatch sends it no order of "
+                          "its own. `ct.appeal.merged` says the same to everyone else.")
+    similarity: float | None = Field(None, description="For a duplicate: its text similarity to the master (0-1).")
 
 
 class AppealRejected(Message):
@@ -80,6 +84,27 @@ class AppealMerged(DomainEvent):
     """`ct.appeal.merged`: a duplicate appeal now follows its master."""
 
     master_appeal_id: str = Field(description="The appeal it follows.")
+    similarity: float | None = Field(None, description="The text similarity that made it a duplicate (0-1).")
+
+
+class AppealSplit(DomainEvent):
+    """`ct.appeal.split`: a duplicate no longer follows its master (拆单); dispatch routes it on its own."""
+
+    master_appeal_id: str = Field(description="The appeal it followed.")
+    reason: str | None = Field(None, description="Why it was split.")
+
+
+class FollowerReplied(DomainEvent):
+    """`ct.appeal.follower_replied`: the master's reply reached a duplicate that follows it; its enterprise is
+    asked to rate it. The order and the unit are the master's; the rating closes or reopens the duplicate only."""
+
+    master_appeal_id: str = Field(description="The master appeal whose lead order was replied.")
+    order_id: str = Field(description="The master's replied work order.")
+    unit_code: str = Field(description="ASCII code of the unit that replied.")
+    unit: str = Field(description="The unit's name.")
+    reply: str = Field(description="The answer.")
+    resolved: bool = Field(description="Whether the problem is solved.")
+    contact_phone: str | None = Field(None, description="Who to ask for the rating (the duplicate's contact).")
 
 
 # --- dispatch -------------------------------------------------------------------

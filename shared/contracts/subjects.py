@@ -25,6 +25,8 @@ Q_APPEAL = "ct.q.appeal"
 APPEAL_REGISTERED = "ct.appeal.registered"
 APPEAL_REJECTED = "ct.appeal.rejected"
 APPEAL_MERGED = "ct.appeal.merged"
+APPEAL_SPLIT = "ct.appeal.split"
+APPEAL_FOLLOWER_REPLIED = "ct.appeal.follower_replied"
 APPEAL_QUEUED = "ct.appeal.queued"
 APPEAL_CLOSED = "ct.appeal.closed"
 APPEAL_REOPENED = "ct.appeal.reopened"
@@ -111,6 +113,8 @@ EVENTS: dict[str, type] = {
     APPEAL_REGISTERED: ev.AppealRegistered,
     APPEAL_REJECTED: ev.AppealRejected,
     APPEAL_MERGED: ev.AppealMerged,
+    APPEAL_SPLIT: ev.AppealSplit,
+    APPEAL_FOLLOWER_REPLIED: ev.FollowerReplied,
     APPEAL_QUEUED: ev.AppealQueued,
     APPEAL_CLOSED: ev.AppealClosed,
     APPEAL_REOPENED: ev.AppealReopened,
