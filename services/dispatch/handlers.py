@@ -32,6 +32,7 @@ def register(service: Service, district: District) -> None:
     service.consumers.subscribe(subjects.IN_FEEDBACK, feedback_handler(service, district), invalid="reject")
     service.consumers.subscribe(subjects.DEADLINE_SET, deadline_handler(service))
     service.consumers.subscribe(subjects.APPEAL_ESCALATED, escalation_handler(service))
+    service.consumers.subscribe(subjects.APPEAL_SPLIT, split_handler(service, district, models))
     service.background.append(close_unrated_appeals(district))
     service.background.append(refresh_routing_model(models))
 
@@ -49,6 +50,19 @@ def registration_handler(service: Service, district: District, models: use_cases
         model = models.current if models is not None else None
         async with service.unit_of_work() as uow:
             await use_cases.start_appeals(uow, district, [d.message for d in batch], clock.now(), model)
+
+    return handle
+
+
+def split_handler(service: Service, district: District, models: use_cases.RoutingModels | None = None):
+    """``ct.appeal.split``: a duplicate split from its master is routed on its own, like a new appeal."""
+
+    async def handle(batch: list[Delivery]) -> None:
+        if models is not None and not models.trained:
+            await models.refresh(service.unit_of_work)
+        model = models.current if models is not None else None
+        async with service.unit_of_work() as uow:
+            await use_cases.split_appeals(uow, district, [d.message for d in batch], clock.now(), model)
 
     return handle
 

@@ -268,3 +268,67 @@ async def mark_routed(conn: asyncpg.Connection, versions: dict[str, str]) -> Non
         await conn.execute(
             "UPDATE orders o SET routing_version = v.version FROM unnest($1::text[], $2::text[]) AS v(order_id, version) "
             "WHERE o.order_id = v.order_id", list(versions), list(versions.values()))
+
+
+# --- duplicates that follow their master ---------------------------------------------------------
+
+
+async def add_followers(conn: asyncpg.Connection, rows: list[tuple[str, str, float | None, str]]) -> None:
+    """(appeal_id, master_appeal_id, similarity, registration JSON) of followers; a split recorded first keeps
+    its split and gains the registration."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO followers (appeal_id, master_appeal_id, similarity, registration) "
+            "SELECT a, m, s, r::jsonb FROM unnest($1::text[], $2::text[], $3::real[], $4::text[]) AS t(a, m, s, r) "
+            "ON CONFLICT (appeal_id) DO UPDATE SET registration = coalesce(followers.registration, EXCLUDED.registration), "
+            "similarity = coalesce(followers.similarity, EXCLUDED.similarity)",
+            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+
+
+async def split_before(conn: asyncpg.Connection, appeal_ids: list[str]) -> set[str]:
+    """The appeals among ``appeal_ids`` already split (the split arrived before the registration)."""
+    rows = await conn.fetch("SELECT appeal_id FROM followers WHERE appeal_id = ANY($1::text[]) AND split_at IS NOT NULL",
+                            appeal_ids)
+    return {r["appeal_id"] for r in rows}
+
+
+async def lock_follower(conn: asyncpg.Connection, appeal_id: str) -> asyncpg.Record | None:
+    """A follower row, locked for this transaction."""
+    return await conn.fetchrow("SELECT * FROM followers WHERE appeal_id = $1 FOR UPDATE", appeal_id)
+
+
+async def record_split(conn: asyncpg.Connection, appeal_id: str, master_appeal_id: str, at: datetime) -> bool:
+    """Mark a follower split (or note the split of one not seen yet); False when it was split before."""
+    result = await conn.execute(
+        "INSERT INTO followers (appeal_id, master_appeal_id, split_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (appeal_id) DO UPDATE SET split_at = EXCLUDED.split_at WHERE followers.split_at IS NULL",
+        appeal_id, master_appeal_id, at)
+    return result.split()[-1] == "1"
+
+
+async def followers_of(conn: asyncpg.Connection, master_appeal_id: str) -> list[str]:
+    """The appeals that still follow ``master_appeal_id``, by id."""
+    rows = await conn.fetch("SELECT appeal_id FROM followers WHERE master_appeal_id = $1 AND split_at IS NULL "
+                            "ORDER BY appeal_id", master_appeal_id)
+    return [r["appeal_id"] for r in rows]
+
+
+async def mark_replied(conn: asyncpg.Connection, appeal_id: str, order_id: str, at: datetime) -> None:
+    """The master's reply on ``order_id`` was sent to the follower."""
+    await conn.execute("UPDATE followers SET replied_order_id = $2, replied_at = $3 WHERE appeal_id = $1",
+                       appeal_id, order_id, at)
+
+
+async def followers_awaiting_rating(conn: asyncpg.Connection, cutoff: datetime, limit: int = 200) -> list[str]:
+    """Followers sent their master's reply before ``cutoff`` that are still open (the not-rated sweep)."""
+    rows = await conn.fetch(
+        "SELECT f.appeal_id FROM followers f JOIN appeals a USING (appeal_id) "
+        "WHERE f.split_at IS NULL AND f.replied_at < $1 AND a.status = 'following' ORDER BY f.replied_at LIMIT $2",
+        cutoff, limit)
+    return [r["appeal_id"] for r in rows]
+
+
+async def keep_routing(conn: asyncpg.Connection, appeal_id: str, routing: dict) -> None:
+    """The routing record of an appeal routed after it was split."""
+    await conn.execute("UPDATE appeals SET routing = $2::jsonb WHERE appeal_id = $1", appeal_id,
+                       json.dumps(routing, ensure_ascii=False))

@@ -8,6 +8,7 @@ fake repository (``tests/unit/test_dispatch_service_layer.py``) stands in for it
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -15,7 +16,9 @@ import asyncpg
 
 from services.dispatch import store
 from services.dispatch.domain import AppealState, WorkOrder
+from services.dispatch.domain.following import Follower
 from services.dispatch.domain.text_model import LabelledExample
+from shared.contracts.events import AppealRegistered
 from shared.unit_of_work import UnitOfWork
 
 
@@ -117,13 +120,62 @@ class RoutingRepository:
         await store.mark_routed(self.conn, versions)
 
 
+class FollowerRepository:
+    """Likely duplicates that follow their master (重复诉求并单): see :mod:`services.dispatch.domain.following`."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def add(self, followers: Sequence[Follower]) -> None:
+        """Keep new followers with their registrations (a split recorded before keeps its split)."""
+        await store.add_followers(self.conn, [
+            (f.appeal_id, f.master_appeal_id, f.similarity,
+             f.registration.model_dump_json() if f.registration else "null") for f in followers])
+
+    async def split_before(self, appeal_ids: Sequence[str]) -> set[str]:
+        """The appeals among ``appeal_ids`` whose split arrived before their registration."""
+        return await store.split_before(self.conn, list(appeal_ids)) if appeal_ids else set()
+
+    async def lock(self, appeal_id: str) -> Follower | None:
+        """A follower, locked for this transaction; None when it is none."""
+        r = await store.lock_follower(self.conn, appeal_id)
+        if r is None:
+            return None
+        registration = json.loads(r["registration"]) if isinstance(r["registration"], str) else r["registration"]
+        return Follower(appeal_id=r["appeal_id"], master_appeal_id=r["master_appeal_id"], similarity=r["similarity"],
+                        registration=AppealRegistered.model_validate(registration) if registration else None,
+                        replied_order_id=r["replied_order_id"], replied_at=r["replied_at"], split_at=r["split_at"])
+
+    async def split(self, appeal_id: str, master_appeal_id: str, at: datetime) -> bool:
+        """Mark it split (or note the split of one not seen yet); False when it was split before."""
+        return await store.record_split(self.conn, appeal_id, master_appeal_id, at)
+
+    async def of_master(self, master_appeal_id: str) -> list[str]:
+        """The appeals still following ``master_appeal_id``."""
+        return await store.followers_of(self.conn, master_appeal_id)
+
+    async def mark_replied(self, appeal_id: str, order_id: str, at: datetime) -> None:
+        """The master's reply on ``order_id`` was sent to the follower."""
+        await store.mark_replied(self.conn, appeal_id, order_id, at)
+
+    async def awaiting_rating_since(self, cutoff: datetime) -> list[str]:
+        """Open followers sent their master's reply before ``cutoff``."""
+        return await store.followers_awaiting_rating(self.conn, cutoff)
+
+    async def keep_routing(self, appeal_id: str, routing: dict) -> None:
+        """The routing record of a follower routed on its own after a split."""
+        await store.keep_routing(self.conn, appeal_id, routing)
+
+
 class DispatchUnitOfWork(UnitOfWork):
-    """The shared unit of work with dispatch's repositories: ``uow.appeals`` and ``uow.routing``."""
+    """The shared unit of work with dispatch's repositories: ``uow.appeals``, ``uow.routing`` and ``uow.followers``."""
 
     appeals: AppealRepository
     routing: RoutingRepository
+    followers: FollowerRepository
 
     def open_repositories(self, conn: asyncpg.Connection) -> None:
-        """Bind ``uow.appeals`` and ``uow.routing`` to this transaction's connection."""
+        """Bind ``uow.appeals``, ``uow.routing`` and ``uow.followers`` to this transaction's connection."""
         self.appeals = AppealRepository(conn)
         self.routing = RoutingRepository(conn)
+        self.followers = FollowerRepository(conn)

@@ -15,7 +15,9 @@ act                               one unit action (a command), idempotent on (un
 rate                              the enterprise's feedback, as the command ``Rate``
 refuse_invalid                    an action that does not parse: ``ct.order.rejected`` once
 note_deadlines / note_escalations what escalation tells about orders, for the units' lists
-close_unrated_appeals             the not-rated sweep: replies nobody rated in time close
+follow_masters / reach_followers  likely duplicates (重复诉求): no order, their master's reply, their own rating
+split_appeals                     ``ct.appeal.split``: a follower is routed on its own, like a new appeal
+close_unrated_appeals             the not-rated sweep: replies nobody rated in time close (followers too)
 ================================  ==========================================================
 """
 
@@ -25,15 +27,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from services.dispatch import domain
-from services.dispatch.domain import Accepted, ActionPayload, Refused, rules, text_model
+from services.dispatch.domain import Accepted, ActionPayload, Refused, following, rules, text_model
+from services.dispatch.domain.following import Follower, follow_master
 from services.dispatch.domain.text_model import LabelledExample, TextModel
-from services.dispatch.unit_of_work import AppealRepository, RoutingRepository
-from shared.contracts import AppealEscalated, AppealRegistered, DeadlineSet, Feedback, FieldError, subjects
+from services.dispatch.unit_of_work import AppealRepository, FollowerRepository, RoutingRepository
+from shared.contracts import (
+    AppealClosed,
+    AppealEscalated,
+    AppealRegistered,
+    AppealSplit,
+    DeadlineSet,
+    Feedback,
+    FieldError,
+    subjects,
+)
 from shared.contracts.inbound import Command, Rate
 from shared.district import District
 
@@ -49,6 +61,7 @@ PUBLISHES = (
     subjects.ORDER_EXTENSION_REQUESTED, subjects.ORDER_EXTENSION_GRANTED, subjects.ORDER_EXTENSION_DENIED,
     subjects.ORDER_REPLIED, subjects.ORDER_ESCALATION_REQUESTED, subjects.ORDER_RETURN_DECIDED,
     subjects.ORDER_REJECTED, subjects.APPEAL_QUEUED, subjects.APPEAL_CLOSED, subjects.APPEAL_REOPENED,
+    subjects.APPEAL_FOLLOWER_REPLIED,
 )
 """Every subject dispatch publishes (declared in ``handlers.register``)."""
 
@@ -58,6 +71,7 @@ class DispatchUoW(Protocol):
 
     appeals: AppealRepository
     routing: RoutingRepository
+    followers: FollowerRepository
 
     def publish(self, subject: str, event) -> None: ...
     async def first(self, consumer: str, key: str) -> bool: ...
@@ -87,6 +101,7 @@ async def start_appeals(uow: DispatchUoW, district: District, registered: Sequen
     is scored by it in one call. An appeal seen before (a republished event) does
     nothing. Returns the ids of the appeals started now, in the order they came.
     """
+    registered = await follow_masters(uow, district, registered, now)
     firsts: dict[str, AppealRegistered] = {}
     for event in registered:
         firsts.setdefault(event.appeal_id, event)  # a batch may hold an appeal twice: the first counts
@@ -221,6 +236,8 @@ async def act(uow: DispatchUoW, district: District, unit_code: str, command: Com
     if appeal is None:
         outcome: Accepted | Refused = Refused.because(
             rules.OrderMustExist, "no such work order" if order_id else "no such appeal")
+    elif isinstance(command, Rate) and appeal.status == domain.AppealStatus.following:
+        outcome = await _rate_follower(uow, district, appeal, command, correlation_id, now)
     else:
         if isinstance(command, Rate):
             order = await uow.appeals.rated_order(appeal.appeal_id)
@@ -248,6 +265,8 @@ async def act(uow: DispatchUoW, district: District, unit_code: str, command: Com
     await uow.appeals.save(outcome.appeal, changed, _routing_reasons(outcome))
     await learn_from(uow, unit_code, command, outcome)
     _stage(uow, outcome)
+    if subjects.ORDER_REPLIED in outcome.subjects:
+        await reach_followers(uow, district, outcome.appeal.appeal_id, now)
     return ActionResult(accepted=True, subjects=outcome.subjects, order_ids=tuple(o.order_id for o in changed))
 
 
@@ -309,6 +328,105 @@ async def note_escalations(uow: DispatchUoW, events: Sequence[AppealEscalated]) 
     await uow.appeals.record_escalations([(e.order_id, e.level) for e in events])
 
 
+# --- duplicates that follow their master (重复诉求并单) -------------------------------------------
+
+
+async def follow_masters(uow: DispatchUoW, district: District, registered: Sequence[AppealRegistered],
+                         now: datetime) -> list[AppealRegistered]:
+    """Keep the likely duplicates of ``registered`` as followers of their masters; the appeals left to route.
+
+    A duplicate (``duplicate_of`` set) gets no order: the master's units are not
+    sent a second one. It is kept as following (its registration too, for a later
+    split); when its master's lead order is already replied (a master closed
+    recently), the reply reaches it at once. A duplicate whose split arrived
+    first is routed like any appeal. A republished registration does nothing twice.
+    """
+    duplicates = {e.appeal_id: e for e in registered if e.duplicate_of}
+    if not duplicates:
+        return list(registered)
+    split = await uow.followers.split_before(list(duplicates))
+    following = {a: e for a, e in duplicates.items() if a not in split}
+    new = await uow.appeals.add_new([(follow_master(district, e), {"following": e.duplicate_of})
+                                     for e in following.values()])
+    fresh = [e for a, e in following.items() if a in new]
+    await uow.followers.add([Follower(e.appeal_id, e.duplicate_of or "", e.similarity, e) for e in fresh])
+    await uow.routing.keep_texts([(e.appeal_id, e.content) for e in fresh])
+    for e in fresh:
+        await _send_masters_reply(uow, district, e.appeal_id, e.duplicate_of or "", now)
+    return [e for e in registered if e.appeal_id not in following]
+
+
+async def reach_followers(uow: DispatchUoW, district: District, master_appeal_id: str, now: datetime) -> list[str]:
+    """The master's lead order was replied: each of its open followers gets ``ct.appeal.follower_replied``."""
+    reached = []
+    for appeal_id in await uow.followers.of_master(master_appeal_id):
+        if await _send_masters_reply(uow, district, appeal_id, master_appeal_id, now):
+            reached.append(appeal_id)
+    return reached
+
+
+async def _send_masters_reply(uow: DispatchUoW, district: District, appeal_id: str, master_appeal_id: str,
+                              now: datetime) -> bool:
+    order = await uow.appeals.rated_order(master_appeal_id)
+    if order is None:
+        return False
+    kept = await uow.followers.lock(appeal_id)
+    if kept is None or not kept.follows or kept.replied_order_id == order.order_id:
+        return False  # split, or this reply reached it before (a co-handling unit replied after the lead)
+    follower = await uow.appeals.lock(appeal_id)
+    if follower is None:
+        return False
+    spec = following.reach_follower(district, follower, master_appeal_id, order, now)
+    if spec is None:
+        return False
+    await uow.followers.mark_replied(appeal_id, order.order_id, now)
+    uow.publish(spec.subject, spec.build())
+    return True
+
+
+async def _rate_follower(uow: DispatchUoW, district: District, appeal: domain.AppealState, command: Rate,
+                         correlation_id: str | None, now: datetime) -> Accepted | Refused:
+    """A follower's rating of the master's reply it was sent: closes it, or makes it its own case (重办)."""
+    follower = await uow.followers.lock(appeal.appeal_id)
+    order = (await uow.appeals.order(follower.replied_order_id)
+             if follower is not None and follower.follows and follower.replied_order_id else None)
+    outcome = following.rate_follower(district, appeal, order, ActionPayload.of(command, correlation_id), now)
+    if isinstance(outcome, Accepted) and outcome.new_orders and follower is not None:
+        await uow.followers.split(appeal.appeal_id, follower.master_appeal_id, now)  # its own case from now on
+    return outcome
+
+
+async def split_appeals(uow: DispatchUoW, district: District, splits: Sequence[AppealSplit], now: datetime,
+                        model: TextModel | None = None) -> list[str]:
+    """``ct.appeal.split``: each follower is routed on its own, as a new appeal; the ids routed now.
+
+    Idempotent and commutative with the registration: a split seen before does
+    nothing; a split of a duplicate whose registration has not arrived yet is
+    noted, and the registration then routes it (:func:`follow_masters`); a
+    follower already closed or reopened on its own stays as it is.
+    """
+    routed = []
+    for split in {s.appeal_id: s for s in splits}.values():
+        if not await uow.followers.split(split.appeal_id, split.master_appeal_id, now):
+            continue
+        follower = await uow.followers.lock(split.appeal_id)
+        appeal = await uow.appeals.lock(split.appeal_id)
+        if follower is None or follower.registration is None or appeal is None:
+            continue  # its registration routes it when it comes
+        if appeal.status != domain.AppealStatus.following:
+            continue
+        registration = follower.registration.model_copy(update={"duplicate_of": None, "similarity": None})
+        suggestion = model.suggest([registration.content])[0] if model else None
+        outcome = domain.start_appeal(district, registration, now, suggestion)
+        await uow.appeals.save(outcome.appeal, list(outcome.new_orders), _routing_reasons(outcome))
+        await uow.followers.keep_routing(split.appeal_id, routing_record(outcome))
+        if outcome.routing and outcome.routing.model_version:
+            await uow.routing.mark_routed({o.order_id: outcome.routing.model_version for o in outcome.new_orders})
+        _stage(uow, outcome)
+        routed.append(split.appeal_id)
+    return routed
+
+
 # --- the not-rated sweep --------------------------------------------------------------------------
 
 
@@ -321,7 +439,19 @@ async def close_unrated_appeals(start: Callable[[], DispatchUoW], district: Dist
     """
     async with start() as uow:
         due = await uow.appeals.awaiting_rating_since(now - wait)
+        followers = await uow.followers.awaiting_rating_since(now - wait)
     closed = []
+    for appeal_id in followers:  # a follower sent its master's reply closes as not rated on its own
+        async with start() as uow:
+            appeal = await uow.appeals.lock(appeal_id)
+            if appeal is None or appeal.status != domain.AppealStatus.following:
+                continue
+            closing = replace(appeal, status=domain.AppealStatus.closed)
+            await uow.appeals.save(closing, [])
+            uow.publish(subjects.APPEAL_CLOSED, AppealClosed(
+                occurred_at=now, appeal_id=appeal_id, source_ref=appeal.source_ref,
+                correlation_id=appeal.correlation_id, outcome="not_rated", unit_codes=[]))
+            closed.append(appeal_id)
     for appeal_id in due:
         async with start() as uow:
             appeal = await uow.appeals.lock(appeal_id)

@@ -7,6 +7,7 @@ orders upserted, a late deadline never overwriting a newer one).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -14,6 +15,7 @@ import pytest
 
 from services.dispatch import use_cases
 from services.dispatch.domain import AppealState, OrderStatus, WorkOrder
+from services.dispatch.domain.following import Follower
 from shared.contracts import subjects as s
 from shared.contracts.common import SHANGHAI, AppealKind, Channel, FieldError
 from shared.contracts.events import AppealEscalated, AppealRegistered, DeadlineSet, OrderPolicy, OrderRejected, Party
@@ -102,6 +104,47 @@ class FakeAppeals:
                 if o.status == OrderStatus.replied and o.role.value == "lead" and o.replied_at < cutoff]
 
 
+class FakeFollowers:
+    """``FollowerRepository`` in memory (likely duplicates that follow their master)."""
+
+    def __init__(self, appeals: FakeAppeals) -> None:
+        self.appeals = appeals
+        self.rows: dict[str, Follower] = {}
+
+    async def add(self, followers):
+        for f in followers:
+            kept = self.rows.get(f.appeal_id)
+            self.rows[f.appeal_id] = dataclasses.replace(kept, registration=kept.registration or f.registration) \
+                if kept else f
+
+    async def split_before(self, appeal_ids):
+        return {a for a in appeal_ids if a in self.rows and self.rows[a].split_at is not None}
+
+    async def lock(self, appeal_id):
+        return self.rows.get(appeal_id)
+
+    async def split(self, appeal_id, master_appeal_id, at):
+        kept = self.rows.get(appeal_id)
+        if kept is not None and kept.split_at is not None:
+            return False
+        self.rows[appeal_id] = dataclasses.replace(kept, split_at=at) if kept else \
+            Follower(appeal_id, master_appeal_id, split_at=at)
+        return True
+
+    async def of_master(self, master_appeal_id):
+        return sorted(a for a, f in self.rows.items() if f.master_appeal_id == master_appeal_id and f.follows)
+
+    async def mark_replied(self, appeal_id, order_id, at):
+        self.rows[appeal_id] = dataclasses.replace(self.rows[appeal_id], replied_order_id=order_id, replied_at=at)
+
+    async def awaiting_rating_since(self, cutoff):
+        return [a for a, f in self.rows.items() if f.follows and f.replied_at and f.replied_at < cutoff
+                and self.appeals.appeals[a].status.value == "following"]
+
+    async def keep_routing(self, appeal_id, routing):
+        self.appeals.routing[appeal_id] = routing
+
+
 class FakeDispatchUnitOfWork(FakeUnitOfWork):
     """The fake unit of work with dispatch's declarations and one repository that outlives each transaction."""
 
@@ -109,6 +152,7 @@ class FakeDispatchUnitOfWork(FakeUnitOfWork):
         super().__init__("dispatch", publishes=use_cases.PUBLISHES)
         self.store = appeals or FakeAppeals()
         self.routing = FakeRouting()
+        self.followers = FakeFollowers(self.store)
 
     def open_repositories(self, conn) -> None:  # noqa: ARG002
         self.appeals = self.store

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
 from services.intake import use_cases
 from services.intake.domain import InvalidMessage, NewAppeal, RegisteredAppeal, TimelineEntry
+from services.intake.duplicates import Candidate, DuplicateLink
 from services.intake.use_cases import Received
 from shared import clock
 from shared.contracts import (
@@ -33,6 +35,9 @@ class FakeAppeals:
         self.rows: dict[tuple[str, str], RegisteredAppeal] = {}
         self.event_records: dict[str, EventRecord] = {}
         self.fail = False
+        self.new: dict[str, NewAppeal] = {}  # appeal_id → what was registered (credit code, hint...)
+        self.links: dict[str, DuplicateLink] = {}
+        self.candidate_queries = 0
 
     async def add_new(self, appeals: list[NewAppeal], msg_ids) -> dict[tuple[str, str], str]:  # noqa: ARG002
         if self.fail:
@@ -47,7 +52,32 @@ class FakeAppeals:
                     kind=a.kind.value, received_at=a.received_at, registered_at=NOW,
                     enterprise_name=a.enterprise_name, contact_phone=a.contact_phone)
                 new[key] = appeal_id
+                self.new[appeal_id] = a
+                self.links[appeal_id] = DuplicateLink(appeal_id, a.source_ref)
         return new
+
+    async def duplicate_candidates(self, usccs, phones, start, end, category_of=None):
+        self.candidate_queries += 1
+        out = []
+        for appeal_id, a in self.new.items():
+            if (a.enterprise_uscc in usccs or a.contact_phone in phones) and start <= a.received_at <= end:
+                link = self.links[appeal_id]
+                hint = a.category_hint
+                out.append(Candidate(appeal_id, a.received_at, a.content, a.kind.value, a.enterprise_uscc,
+                                     a.contact_phone, (category_of(hint) if category_of and hint else None) or hint,
+                                     link.master_appeal_id if link.split_at is None else None))
+        return out
+
+    async def link_duplicates(self, links):
+        for appeal_id, master, similarity in links:
+            self.links[appeal_id] = dataclasses.replace(self.links[appeal_id], master_appeal_id=master,
+                                                        similarity=similarity)
+
+    async def lock_link(self, appeal_id):
+        return self.links.get(appeal_id)
+
+    async def mark_split(self, appeal_id, at, by):
+        self.links[appeal_id] = dataclasses.replace(self.links[appeal_id], split_at=at, split_by=by)
 
     async def keep_event_records(self, records) -> None:
         for r in records:

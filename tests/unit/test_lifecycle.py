@@ -34,6 +34,7 @@ from services.dispatch.domain import (
     rules,
     start_appeal,
 )
+from services.dispatch.domain.following import rate_follower
 from shared.contracts import subjects as s
 from shared.contracts.common import SHANGHAI, AppealKind, Channel
 from shared.contracts.events import AppealRegistered, EventProposal, OrderDispatched, Party
@@ -441,6 +442,10 @@ REFUSALS = [
                  ILLEGAL_TRANSITION, id="rating an order before its reply"),
     pytest.param(lambda: close_unrated(district(), order(OrderStatus.signed), appeal(), NOW), "OrderMustAwaitRating",
                  ILLEGAL_TRANSITION, id="closing unrated an order before its reply"),
+    pytest.param(lambda: rate_follower(district(), appeal(**{**QUEUED, "status": AppealStatus.following}), None,
+                                       ActionPayload(rating="satisfied"), NOW),
+                 "DuplicateIsRatedAfterItsMastersReply", ILLEGAL_TRANSITION,
+                 id="rating a duplicate before its master's reply reached it"),
     pytest.param(lambda: act("approve", order(), TOWN), "ActionMustBeKnown", INVALID, id="an unknown action"),
     pytest.param(lambda: act("return", order(), TOWN), "RequiredFieldsMustBeGiven", INVALID,
                  id="a return without a reason"),

@@ -120,6 +120,13 @@ class OrderMustAwaitRating(BusinessRule):
     message = "the order must be the replied lead order of an open appeal"
 
 
+class DuplicateIsRatedAfterItsMastersReply(BusinessRule):
+    """A duplicate that follows its master (重复诉求) is rated once the master's reply reached it, while open."""
+
+    reason = ILLEGAL_TRANSITION
+    message = "the master's reply must have reached this duplicate, and it must be open"
+
+
 class ReturnsMustNotExceedLimit(BusinessRule):
     """An appeal is returned (退单) at most :data:`MAX_RETURNS` times; then the lead unit's decision is binding."""
 

@@ -51,6 +51,7 @@ class AppealStatus(StrEnum):
 
     queued = "queued"  # waiting in the lead unit's manual queue
     in_progress = "in_progress"  # a lead order exists (live, or replied and awaiting the rating)
+    following = "following"  # a likely duplicate: no order of its own, it follows its master (重复诉求并单)
     closed = "closed"
 
 
