@@ -98,6 +98,7 @@ async def register_appeals(uow, received: Sequence[Received], invalid: Sequence[
             if appeal_id:  # None: registered before, or twice in this batch
                 fresh_appeals.append((appeal, msg_id, appeal_id))
         matches = await _find_duplicates(uow, fresh_appeals, duplicates, category_of)
+        await uow.appeals.link_duplicates([(a, m.master_appeal_id, m.similarity) for a, m in matches.items()])
         for appeal, msg_id, appeal_id in fresh_appeals:
             match = matches.get(appeal_id)
             event = domain.registered_event(appeal, appeal_id, now, msg_id or appeal.source_ref, match)
