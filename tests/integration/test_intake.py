@@ -10,19 +10,28 @@ import pytest
 
 from services.intake.__main__ import create_service
 from shared.contracts import subjects
+from shared.contracts.common import uscc_check_character
 from tests.support import Recorder, publish, running, wait_for
 
 pytestmark = pytest.mark.integration
 
 
+def an_enterprise() -> tuple[str, str]:
+    """A credit code and a mobile of an enterprise of its own, so no two tests' calls look like duplicates."""
+    n = uuid.uuid4().int
+    first17 = "915101" + "".join(str((n >> (4 * i)) % 10) for i in range(11))
+    return first17 + uscc_check_character(first17), f"138{n % 10**8:08d}"
+
+
 def a_call(**over) -> dict:
+    uscc, phone = an_enterprise()
     call = {
         "call_id": f"CALL-{uuid.uuid4().hex[:12]}",
         "received_at": datetime.now(UTC).isoformat(),
-        "caller_phone": "13800001234",
+        "caller_phone": phone,
         "caller_name": "潘星",
         "enterprise_name": "四川东航投资有限公司",
-        "enterprise_uscc": "914403001922038216",
+        "enterprise_uscc": uscc,
         "content": "东航中心附近路口的左转车道通行不便，高峰时段通行缓慢，建议适当调整。",
         "category_hint": "交通出行",
     }
@@ -64,8 +73,8 @@ async def test_a_call_republished_three_ways_creates_one_appeal(intake, js, db, 
     event = registered[0]
     assert event["appeal_id"].startswith("CT-")
     assert event["channel"] == "hotline"
-    assert event["enterprise"]["uscc"] == "914403001922038216"
-    assert event["contact"]["phone"] == "13800001234"
+    assert event["enterprise"]["uscc"] == call["enterprise_uscc"]
+    assert event["contact"]["phone"] == call["caller_phone"]
     assert event["source_ref"] == f"hotline:{call['call_id']}"
 
 
@@ -138,7 +147,7 @@ async def test_the_status_query_answers_by_id_and_by_source(intake, nc, js, reco
 
     body = await wait_for(timeline_has_registration, what="timeline")
     assert body["status"] == "registered"
-    assert body["contact_phone"] == "138****1234"
+    assert body["contact_phone"] == call["caller_phone"][:3] + "****" + call["caller_phone"][-4:]
     assert body["timeline"][0]["subject"] == "ct.appeal.registered"
 
     reply = await nc.request(subjects.Q_APPEAL, json.dumps({"channel": "hotline", "source_id": call["call_id"]}).encode(), timeout=5)
@@ -162,7 +171,7 @@ async def test_the_http_status_routes_answer_as_the_query_does_and_errors_as_pro
         by_id = await wait_for(timeline_has_registration, what="timeline over HTTP")
         body = by_id.json()
         assert body["status"] == "registered"
-        assert body["contact_phone"] == "138****1234"
+        assert body["contact_phone"] == call["caller_phone"][:3] + "****" + call["caller_phone"][-4:]
         reply = await nc.request(subjects.Q_APPEAL, json.dumps({"appeal_id": event["appeal_id"]}).encode(), timeout=5)
         assert json.loads(reply.data) == body  # one use case, one answer
 
