@@ -16,9 +16,9 @@ import pytest
 
 from services.dispatch.__main__ import create_service as create_dispatch
 from services.intake.__main__ import create_service as create_intake
-from services.notify.__main__ import create_service as create_notify
 from shared.contracts import subjects
 from shared.contracts.common import uscc_check_character
+from tests.integration.test_notify import district_file, gateway, idle, robots, smtp, start_notify  # noqa: F401
 from tests.support import Recorder, publish, running, wait_for
 from tools.sms_sink import LocalSmsSink
 
@@ -32,12 +32,6 @@ async def rec(nc):
     recorder = await Recorder(nc).watch("ct.order.>", "ct.appeal.>")
     yield recorder
     await recorder.close()
-
-
-@pytest.fixture
-async def gateway():
-    async with LocalSmsSink() as sink:
-        yield sink
 
 
 def a_phone() -> str:
@@ -56,19 +50,18 @@ def a_call(phone: str, uscc: str, content: str, minutes_ago: int) -> dict:
             "enterprise_uscc": uscc, "caller_name": "李敏", "category_hint": "交通出行"}
 
 
-def sms_to(gateway: LocalSmsSink, phone: str) -> list[str]:
-    return [m["text"] for m in list(gateway.messages) if m.get("to") == phone]
+def sms_to(sink: LocalSmsSink, phone: str) -> list[str]:
+    return [m["text"] for m in list(sink.messages) if m.get("to") == phone]
 
 
 async def test_two_calls_about_one_matter_make_one_case_both_hear_the_reply_and_a_split_gets_its_own_order(
-        servers, js, db, rec, gateway):
+        servers, js, db, rec, gateway, start_notify):  # noqa: F811 - notify's fixtures: its sinks, idle before and after
     first_phone, second_phone, uscc = a_phone(), a_phone(), a_credit_code()
     marker = uuid.uuid4().hex[:4]  # keeps the texts apart from other tests' appeals
     first = a_call(first_phone, uscc, f"锦程机械厂门口路口的左转车道通行不便，高峰时段货车排队很长，门口路段车辆乱停乱放。{marker}", 30)
     second = a_call(second_phone, uscc, f"锦程机械厂门口路口左转车道通行太不方便，高峰时段货车排长队，门口还有车辆乱停乱放。{marker}", 5)
 
-    async with (running(create_intake, servers) as intake, running(create_dispatch, servers),
-                running(create_notify, servers, sms_gateway_url=gateway.url, quiet_hours="")):
+    async with (running(create_intake, servers) as intake, running(create_dispatch, servers), start_notify()):
         await publish(js, subjects.IN_HOTLINE, first, msg_id=first["call_id"])
         master = (await wait_for(lambda: rec.on(subjects.APPEAL_REGISTERED, source_id=first["call_id"]),
                                  what="the first call registered"))[0]
@@ -131,3 +124,5 @@ async def test_two_calls_about_one_matter_make_one_case_both_hear_the_reply_and_
         assert own["order_id"].startswith(duplicate_id)
         assert len(rec.on(subjects.APPEAL_SPLIT, appeal_id=duplicate_id)) == 1
         assert len(rec.on(subjects.ORDER_DISPATCHED, appeal_id=master_id)) == 1  # the master's units: one order
+        # leave notify with nothing pending: the notify tests after this one start from idle
+        await wait_for(lambda: idle(js, db), timeout=30, what="notify idle after the test")
