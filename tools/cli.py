@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("routing-eval", help="measure routing on appeals it never saw: k-fold, held-out, the curve")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--config", help="the district configuration (default: DISTRICT_CONFIG or shared/district.yaml)")
-    p.add_argument("--unseen", help="held-out appeals (default: tests/data/unseen_appeals.yaml when present)")
+    p.add_argument("--unseen", help="one held-out file to measure (default: every tests/data/unseen_appeals*.yaml)")
     p.add_argument("--tune", action="store_true",
                    help="choose model_weight and model_min_probability on the folds (never on the held-out set)")
     p.set_defaults(func=cmd_routing_eval)

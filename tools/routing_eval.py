@@ -13,13 +13,16 @@ On three sets:
 1. *cross-validation* on the shipped examples (``Unit.examples`` of the district
    configuration): 5 stratified folds, seeded; the model of each fold is trained
    on the other four, the rules stay as configured;
-2. the *held-out* appeals of ``tests/data/unseen_appeals.yaml`` (when present;
-   ``acceptable`` lists the units counted as right), the model trained on every
-   shipped example;
+2. the *held-out* appeals of every ``tests/data/unseen_appeals*.yaml`` (when
+   present; ``acceptable`` lists the units counted as right), the model trained
+   on every shipped example: ``unseen_appeals.yaml`` (written by the authors of
+   the examples; its rows are "held-out, ...") and each further set, e.g.
+   ``unseen_appeals_new_user.yaml`` (written without seeing the examples or the
+   rules; its rows are "held-out new_user, ...");
 3. the *curve* of the manual share as corrections accumulate: per fold, from the
    rules alone (no model) to the model trained on growing shares of the other
    folds' examples, as if the lead unit's corrections were arriving; and on the
-   held-out appeals in arrival order (seeded), each step routed by the model of
+   first held-out set in arrival order (seeded), each step routed by the model of
    the corrections so far, every appeal the lead unit had to touch (queued or
    misrouted) becoming a correction before the next step.
 
@@ -37,7 +40,7 @@ import json
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,7 +51,9 @@ from services.dispatch.domain.routing import RoutingInput, route
 from services.dispatch.domain.text_model import LabelledExample, TextModel
 from shared.district import District, load_district
 
-UNSEEN = Path(__file__).parents[1] / "tests" / "data" / "unseen_appeals.yaml"
+HELD_OUT_DIR = Path(__file__).parents[1] / "tests" / "data"
+UNSEEN = HELD_OUT_DIR / "unseen_appeals.yaml"
+HELD_OUT_GLOB = "unseen_appeals*.yaml"
 K = 5
 SEED = 20261
 CURVE_SHARES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
@@ -105,6 +110,8 @@ class Report:
     curve_held_out: list[dict] = field(default_factory=list)
     timing: dict = field(default_factory=dict)
     tuning: list[dict] = field(default_factory=list)
+    # every held-out set by file stem (the first one's figures are also ``held_out``): appeals, rules_only, with_model
+    held_out_sets: dict[str, dict] = field(default_factory=dict)
 
 
 def fit(district: District, examples: Sequence[LabelledExample], version: str) -> TextModel | None:
@@ -205,6 +212,29 @@ def load_unseen(path: Path = UNSEEN) -> list[Appeal]:
     return [Appeal(a["content"], frozenset(a["acceptable"])) for a in data.get("appeals", [])]
 
 
+def held_out_files(directory: Path = HELD_OUT_DIR) -> list[Path]:
+    """Every held-out file of ``directory`` (``unseen_appeals*.yaml``): ``unseen_appeals.yaml`` first, then by name."""
+    return sorted(directory.glob(HELD_OUT_GLOB), key=lambda p: (p.name != UNSEEN.name, p.name))
+
+
+def load_held_out_sets(paths: Sequence[Path]) -> dict[str, list[Appeal]]:
+    """The appeals of each held-out file, by file stem, in the order given."""
+    return {path.stem: load_unseen(path) for path in paths}
+
+
+def set_label(stem: str) -> str:
+    """How a held-out set is named in the table: "" for ``unseen_appeals``, "new_user" for
+    ``unseen_appeals_new_user`` (so the first set's rows stay "held-out, rules only")."""
+    return stem.removeprefix(UNSEEN.stem).lstrip("_-") if stem.startswith(UNSEEN.stem) else stem
+
+
+def held_out_figures(district: District, appeals: Sequence[Appeal], model: TextModel | None) -> dict:
+    """One held-out set routed by the rules alone and by the rules plus ``model``."""
+    figures, _ = outcomes(district, appeals, model)
+    rules_only, _ = outcomes(district, appeals, None)
+    return {"with_model": figures.as_dict(), "rules_only": rules_only.as_dict()}
+
+
 def timing(district: District, examples: Sequence[LabelledExample], appeals: Sequence[Appeal],
            repeat: int = 5) -> dict:
     """Training time on every shipped example, and per-appeal prediction and routing time on a batch (medians)."""
@@ -259,21 +289,28 @@ def tune(district: District, examples: Sequence[LabelledExample]) -> tuple[Distr
                                                             "model_sure_ratio")}), tried
 
 
-def evaluate(district: District, unseen: Sequence[Appeal], *, do_tune: bool = False) -> Report:
-    """Every figure of the report (pure: no servers, no files written)."""
+def evaluate(district: District, unseen: Sequence[Appeal], *, do_tune: bool = False,
+             more_held_out: Mapping[str, Sequence[Appeal]] | None = None, unseen_name: str = UNSEEN.stem) -> Report:
+    """Every figure of the report (pure: no servers, no files written).
+
+    ``unseen`` is the first held-out set (``held_out``, the arrival curve, the timings);
+    ``more_held_out`` the further sets by file stem, each measured like it."""
     examples = text_model.unit_examples(district)
     tried: list[dict] = []
     if do_tune:
         district, tried = tune(district, examples)
     cv_total, per_fold = cross_validate(district, examples)
+    sets = {name: appeals for name, appeals in {unseen_name: unseen, **(more_held_out or {})}.items() if appeals}
+    model = fit(district, examples, "held-out") if sets else None
+    by_set = {name: {"appeals": len(appeals), **held_out_figures(district, appeals, model)}
+              for name, appeals in sets.items()}
     held = None
     if unseen:
-        model = fit(district, examples, "held-out")
-        figures, _ = outcomes(district, unseen, model)
-        rules_only, _ = outcomes(district, unseen, None)
-        held = {"with_model": figures.as_dict(), "rules_only": rules_only.as_dict()}
+        held = {k: by_set[unseen_name][k] for k in ("with_model", "rules_only")}
     return Report(
         settings={"k": K, "seed": SEED, "examples": len(examples), "held_out_appeals": len(unseen),
+                  "held_out_name": unseen_name,
+                  "held_out_sets": {name: len(appeals) for name, appeals in sets.items()},
                   "model_weight": district.model_weight, "model_min_probability": district.model_min_probability,
                   "model_sure_ratio": district.model_sure_ratio,
                   "min_score": district.min_score, "min_margin": district.min_margin,
@@ -284,6 +321,7 @@ def evaluate(district: District, unseen: Sequence[Appeal], *, do_tune: bool = Fa
         curve_held_out=held_out_curve(district, examples, unseen) if unseen else [],
         timing=timing(district, examples, unseen),
         tuning=tried,
+        held_out_sets=by_set,
     )
 
 
@@ -293,7 +331,9 @@ def _pct(x: float) -> str:
 
 def render_table(report: Report) -> str:
     s = report.settings
-    lines = [f"routing evaluation: {s['examples']} shipped examples, {s['held_out_appeals']} held-out appeals; "
+    more = [f"{n} in {name}" for name, n in s.get("held_out_sets", {}).items() if name != s.get("held_out_name")]
+    lines = [f"routing evaluation: {s['examples']} shipped examples, {s['held_out_appeals']} held-out appeals"
+             f"{' (and ' + ', '.join(more) + ')' if more else ''}; "
              f"model_weight {s['model_weight']}, model_min_probability {s['model_min_probability']}, "
              f"model_sure_ratio {s.get('model_sure_ratio')}, "
              f"min_score {s['min_score']}, min_margin {s['min_margin']}", "",
@@ -304,9 +344,11 @@ def render_table(report: Report) -> str:
                 f"{_pct(f['misrouted_share']):>9}")
 
     lines.append(row(f"cross-validation ({s['k']} folds)", report.cross_validation["total"]))
-    if report.held_out:
-        lines.append(row("held-out, rules only", report.held_out["rules_only"]))
-        lines.append(row("held-out, rules + model", report.held_out["with_model"]))
+    sets = report.held_out_sets or ({UNSEEN.stem: report.held_out} if report.held_out else {})
+    for name, figures in sets.items():
+        label = f"held-out {set_label(name)}".rstrip()
+        lines.append(row(f"{label}, rules only", figures["rules_only"]))
+        lines.append(row(f"{label}, rules + model", figures["with_model"]))
     lines += ["", "manual share as corrections accumulate (folds: share of the other folds' examples given):"]
     for p in report.curve_folds:
         lines.append(row(f"  {p['corrections_per_fold']:>3} corrections ({int(100 * p['share_of_examples'])} %)", p))
@@ -325,8 +367,12 @@ def render_table(report: Report) -> str:
 
 def main(args: argparse.Namespace) -> int:
     district = load_district(getattr(args, "config", None))
-    unseen = load_unseen(Path(args.unseen)) if getattr(args, "unseen", None) else load_unseen()
-    report = evaluate(district, unseen, do_tune=getattr(args, "tune", False))
+    # --unseen names one file to measure instead of every tests/data/unseen_appeals*.yaml
+    paths = [Path(args.unseen)] if getattr(args, "unseen", None) else held_out_files()
+    sets = load_held_out_sets(paths)
+    first = paths[0].stem if paths else UNSEEN.stem
+    unseen = sets.pop(first, [])
+    report = evaluate(district, unseen, do_tune=getattr(args, "tune", False), more_held_out=sets, unseen_name=first)
     if args.format == "json":
         print(json.dumps(asdict(report), ensure_ascii=False, indent=2))
     else:

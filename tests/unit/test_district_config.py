@@ -31,6 +31,13 @@ SEED_UNITS = {
 UNSEEN_PATH = Path(__file__).parents[1] / "data" / "unseen_appeals.yaml"
 """Held-out appeals for measuring routing (never used for training)."""
 
+HELD_OUT = {
+    # file: (appeals, how many may be ambiguous, at least this many clear appeals per handling unit)
+    "unseen_appeals.yaml": (60, range(10, 21), 1),  # written by the authors of the examples
+    "unseen_appeals_new_user.yaml": (80, range(6, 13), 3),  # written without seeing the examples or the rules
+}
+"""Every held-out set ``coffeetime routing-eval`` measures (``tests/data/unseen_appeals*.yaml``)."""
+
 
 def raw() -> dict:
     return yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
@@ -150,8 +157,12 @@ def test_known_answers_are_configured_for_consultations():
 # --- example appeals, standard codes and the held-out appeals ----------------------------
 
 
-def unseen_appeals() -> list[dict]:
-    return yaml.safe_load(UNSEEN_PATH.read_text(encoding="utf-8"))["appeals"]
+def unseen_appeals(name: str = UNSEEN_PATH.name) -> list[dict]:
+    return yaml.safe_load((UNSEEN_PATH.parent / name).read_text(encoding="utf-8"))["appeals"]
+
+
+def all_held_out_appeals() -> list[dict]:
+    return [appeal for name in HELD_OUT for appeal in unseen_appeals(name)]
 
 
 def handling_units(district):
@@ -200,7 +211,7 @@ def test_a_third_of_each_units_examples_share_no_keyword_with_its_rules():
 def test_examples_and_unseen_appeals_are_not_the_published_cases():
     published = [c["content"] for c in seed()["cases"]] + [d["content"] for d in seed()["other_demands_heard"]]
     ours = [text for unit in load_district().units for text in unit.examples]
-    ours += [appeal["content"] for appeal in unseen_appeals()]
+    ours += [appeal["content"] for appeal in all_held_out_appeals()]
     for text in ours:
         for case in published:
             assert similarity(text, case) < 0.5, (text, case)
@@ -222,11 +233,18 @@ def test_a_bad_standard_code_names_the_field():
     assert "categories.0.standard_code" in fields
 
 
-def test_unseen_appeals_name_units_that_handle_appeals():
+def test_every_held_out_file_is_checked_here():
+    """routing-eval measures every unseen_appeals*.yaml; each must be one the tests below check."""
+    assert sorted(p.name for p in UNSEEN_PATH.parent.glob("unseen_appeals*.yaml")) == sorted(HELD_OUT)
+
+
+@pytest.mark.parametrize("name", HELD_OUT)
+def test_unseen_appeals_name_units_that_handle_appeals(name):
     district = load_district()
     codes = {u.unit_code for u in handling_units(district)}
-    appeals = unseen_appeals()
-    assert len(appeals) == 60
+    appeals = unseen_appeals(name)
+    count, ambiguous_range, clear_per_unit = HELD_OUT[name]
+    assert len(appeals) == count
     for appeal in appeals:
         assert set(appeal) == {"content", "acceptable"}, appeal  # no category hint
         assert appeal["acceptable"] and set(appeal["acceptable"]) <= codes, appeal
@@ -235,17 +253,41 @@ def test_unseen_appeals_name_units_that_handle_appeals():
     contents = [appeal["content"] for appeal in appeals]
     assert len(contents) == len(set(contents))
     ambiguous = [a for a in appeals if len(a["acceptable"]) > 1]
-    assert 10 <= len(ambiguous) <= 20
+    assert len(ambiguous) in ambiguous_range
     assert {u for a in appeals for u in a["acceptable"]} == codes  # every unit is measured
+    clear = [a["acceptable"][0] for a in appeals if len(a["acceptable"]) == 1]
+    assert [u for u in sorted(codes) if clear.count(u) < clear_per_unit] == []  # each unit measured on its own
 
 
-def test_unseen_appeals_are_held_out_from_the_examples():
+@pytest.mark.parametrize("name", HELD_OUT)
+def test_an_appeal_for_a_town_or_street_alone_names_the_place(name):
+    """A town or street handles what happens within it: an enterprise says where (黄水镇金桥村, 在九江的厂区)."""
+    district = load_district()
+    places = {u.unit_code: u.name.removesuffix("街道").removesuffix("镇") if len(u.name) > 2 else u.name
+              for u in district.units if u.kind == UnitKind.town}
+    for appeal in unseen_appeals(name):
+        if set(appeal["acceptable"]) <= set(places):
+            assert any(places[u] in appeal["content"] for u in appeal["acceptable"]), appeal
+
+
+@pytest.mark.parametrize("name", HELD_OUT)
+def test_unseen_appeals_are_held_out_from_the_examples(name):
     examples = [text for unit in load_district().units for text in unit.examples]
-    for appeal in unseen_appeals():
+    for appeal in unseen_appeals(name):
         content = appeal["content"]
         for text in examples:
             assert content not in text and text not in content, (content, text)
             assert similarity(content, text) < 0.5, (content, text)  # nor an example with a word changed
+
+
+def test_the_held_out_sets_are_independent_of_each_other():
+    """No appeal of one set is (nearly) an appeal of another, so each set measures on its own."""
+    sets = [[a["content"] for a in unseen_appeals(name)] for name in HELD_OUT]
+    for i, first in enumerate(sets):
+        for second in sets[i + 1:]:
+            for a in first:
+                for b in second:
+                    assert similarity(a, b) < 0.5, (a, b)
 
 
 # --- bad files ---------------------------------------------------------------------------
