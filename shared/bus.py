@@ -54,6 +54,7 @@ through :meth:`ConsumerGroup.wiring_broker`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import logging
@@ -147,22 +148,77 @@ class Delivery:
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 
 
-async def ensure_streams(js, streams: tuple[StreamDef, ...] = STREAMS) -> None:
-    """Create the streams, or bring their subjects and limits up to date. Safe with replicas."""
+#: the stream fields coffeetime defines (shared/contracts/subjects.py); every other field (limits such as
+#: max_msgs or max_bytes, placement, replicas above STREAM_REPLICAS...) is the operator's and start-up keeps it
+OWNED_STREAM_FIELDS = ("subjects", "description", "retention", "storage", "max_age", "duplicate_window")
+
+
+class StreamsNotManaged(RuntimeError):
+    """A stream is missing or lacks a subject, and this NATS user may not fix it (``coffeetime migrate`` as admin)."""
+
+
+def stream_config(s: StreamDef, replicas: int = 1, existing: StreamConfig | None = None) -> StreamConfig:
+    """The configuration start-up wants for ``s``: the code's fields over what the server holds.
+
+    Replicas are ``replicas`` on a new stream and never fewer than the server's on an
+    existing one, so an operator's change to three survives every start.
+    """
+    wanted = StreamConfig(
+        name=s.name, subjects=list(s.subjects), description=s.description,
+        retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
+        max_age=s.max_age_days * 86400, duplicate_window=s.duplicate_window_s, num_replicas=replicas,
+    )
+    if existing is None:
+        return wanted
+    return dataclasses.replace(existing, **{f: getattr(wanted, f) for f in OWNED_STREAM_FIELDS},
+                               num_replicas=max(existing.num_replicas or 1, replicas))
+
+
+def stream_changes(existing: StreamConfig, wanted: StreamConfig) -> dict[str, tuple[Any, Any]]:
+    """The fields ``wanted`` changes on ``existing`` (field → (now, wanted)); empty when nothing is to update."""
+    return {f: (getattr(existing, f), getattr(wanted, f)) for f in (*OWNED_STREAM_FIELDS, "num_replicas")
+            if getattr(existing, f) != getattr(wanted, f)}
+
+
+async def ensure_streams(js, streams: tuple[StreamDef, ...] = STREAMS, replicas: int = 1) -> None:
+    """Create the streams, or bring their subjects and limits up to date. Safe with replicas.
+
+    A stream already as wanted is only read (``$JS.API.STREAM.INFO``), so a service's
+    NATS user needs no update permission (deploy/nats/nats.conf). When an update is
+    needed and refused, start-up goes on if the stream still stores every subject
+    (the admin applies the rest with ``coffeetime migrate``) and stops otherwise.
+    """
     for s in streams:
-        config = StreamConfig(
-            name=s.name, subjects=list(s.subjects), description=s.description,
-            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
-            max_age=s.max_age_days * 86400, duplicate_window=s.duplicate_window_s,
-        )
         try:
-            await js.stream_info(s.name)
-            await js.update_stream(config)
+            info = await js.stream_info(s.name)
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
+            raise StreamsNotManaged(f"stream {s.name} could not be read (no $JS.API.STREAM.INFO.{s.name} "
+                                    "permission, or no answer)") from exc
         except NotFoundError:
             try:
-                await js.add_stream(config)
+                await js.add_stream(stream_config(s, replicas))
+                continue
             except BadRequestError:
-                await js.update_stream(config)  # another replica created it meanwhile
+                info = await js.stream_info(s.name)  # another replica created it meanwhile
+            except (TimeoutError, nats.errors.TimeoutError) as exc:
+                raise StreamsNotManaged(
+                    f"stream {s.name} is missing and could not be created (no $JS.API.STREAM.CREATE.{s.name} "
+                    "permission, or no answer): run `coffeetime migrate` as the NATS admin user") from exc
+        wanted = stream_config(s, replicas, info.config)
+        changes = stream_changes(info.config, wanted)
+        if not changes:
+            continue
+        try:
+            await js.update_stream(wanted)
+            log.info("stream updated", extra={"stream": s.name, "changes": sorted(changes)})
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
+            if not set(s.subjects) <= set(info.config.subjects or ()):
+                raise StreamsNotManaged(
+                    f"stream {s.name} lacks subjects {sorted(set(s.subjects) - set(info.config.subjects or ()))} "
+                    "and this NATS user may not update it: run `coffeetime migrate` as the NATS admin user") from exc
+            log.warning("stream differs from its definition and this NATS user may not update it; "
+                        "run `coffeetime migrate` as the NATS admin user",
+                        extra={"stream": s.name, "changes": {k: [str(v) for v in pair] for k, pair in changes.items()}})
 
 
 async def ensure_consumer(js, stream: str, durable: str, subject: str, max_deliver: int, ack_wait: float) -> None:
@@ -408,6 +464,28 @@ class ConsumerGroup:
                   extra={"subject": d.subject, "msg_id": d.msg_id, "error": repr(exc)})
 
 
-async def connect(url: str, name: str) -> nats.NATS:
-    """A plain nats-py connection (for tools, tests and the benchmark)."""
-    return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+async def connect(url: str, name: str, **options: Any) -> nats.NATS:
+    """A plain nats-py connection (for tools, tests and the benchmark).
+
+    ``options`` are passed on to ``nats.connect``: ``Settings.nats_connect_options()``
+    gives the user, its password or creds and its inbox prefix.
+    """
+    return await nats.connect(url.split(","), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                              **options)
+
+
+def broker_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``nats.connect`` options (``Settings.nats_connect_options()``) as ``NatsBroker`` arguments.
+
+    FastStream takes the user and password, or the creds file, as ``security``.
+    """
+    from faststream.nats.security import NatsCredentials, NatsUserPassword
+
+    out: dict[str, Any] = {}
+    if "inbox_prefix" in options:
+        out["inbox_prefix"] = options["inbox_prefix"]
+    if "user_credentials" in options:
+        out["security"] = NatsCredentials(options["user_credentials"])
+    elif "user" in options:
+        out["security"] = NatsUserPassword(options["user"], options.get("password", ""))
+    return out

@@ -31,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from shared import metrics
-from shared.bus import ConsumerGroup, ensure_streams
+from shared.bus import ConsumerGroup, broker_options, ensure_streams
 from shared.db import create_pool, migrate
 from shared.http import install_problem_handlers
 from shared.logs import setup_logging
@@ -67,6 +67,8 @@ class Service:
             graceful_timeout=15,
             logger=logging.getLogger(f"coffeetime.{name}.faststream"),
             max_reconnect_attempts=-1,
+            # its own NATS user and inbox prefix (deploy/nats/nats.conf), when configured
+            **broker_options(settings.nats_connect_options()),
         )
         self.consumers = ConsumerGroup(
             name, self.broker, batch_size=settings.batch_size,
@@ -152,7 +154,7 @@ class Service:
         self.pool = await create_pool(s.database_url, self.name, s.db_pool_size)
         self.nc = await self.broker.connect()  # the process's one NATS connection
         self.js = self.nc.jetstream()
-        await ensure_streams(self.js)
+        await ensure_streams(self.js, replicas=s.stream_replicas)
         await self.consumers.declare(self.js)
         if s.outbox_relay:
             self.relay = OutboxRelay(self.name, self.pool, self.js, batch=s.outbox_batch)

@@ -6,8 +6,10 @@ Every variable is documented in the README's configuration table.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("intake", "dispatch", "escalation", "notify")
@@ -45,6 +47,38 @@ class Settings(BaseSettings):
     duplicate_min_similarity: float = Field(
         0.25, description="Intake: the text similarity (character-pair Jaccard, 0-1) from which an appeal is a likely "
                          "duplicate of an earlier one of the same enterprise and category.")
+
+    # --- NATS credentials and streams (deploy/nats/nats.conf; README "Security") ---------------
+    nats_user: str | None = Field(
+        None, description="NATS user (deploy/nats/nats.conf); a user in NATS_URL (nats://user:pw@host) works too.")
+    nats_password: SecretStr | None = Field(None, description="Password of NATS_USER.")
+    nats_creds: str | None = Field(None, description="Path of a NATS .creds file (JWT + NKey), instead of a password.")
+    nats_inbox_prefix: str | None = Field(
+        None, description="Inbox prefix of replies and fetched messages; default _INBOX_<user> when a user is known "
+                          "(nats.conf lets each user subscribe only to its own), else _INBOX.")
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="Replicas of each stream at creation; start-up raises an existing stream to it, "
+                                   "never lowers one an operator raised.")
+
+    def nats_connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect`` / ``NatsBroker``: the user, its password or creds, its inbox prefix."""
+        options: dict[str, Any] = {}
+        if self.nats_user:
+            options["user"] = self.nats_user
+        if self.nats_password is not None:
+            options["password"] = self.nats_password.get_secret_value()
+        if self.nats_creds:
+            options["user_credentials"] = self.nats_creds
+        prefix = self.nats_inbox_prefix or self._default_inbox_prefix()
+        if prefix:
+            options["inbox_prefix"] = prefix
+        return options
+
+    def _default_inbox_prefix(self) -> str | None:
+        user = self.nats_user
+        if not user and self.nats_url:
+            user = urlsplit(self.nats_url.split(",")[0].strip()).username
+        return f"_INBOX_{user}" if user else None
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
