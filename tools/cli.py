@@ -40,7 +40,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             folder = Path(__file__).parents[1] / "services" / name / "migrations"
             applied = asyncio.run(migrate(servers.database_url, name, folder))
             print(f"{name}: {len(applied)} migration(s) applied" + (f" ({', '.join(applied)})" if applied else ""))
+        asyncio.run(_migrate_streams(servers.nats_url))
     return 0
+
+
+async def _migrate_streams(nats_url: str) -> None:
+    """The streams created or updated (replicas raised to STREAM_REPLICAS): the admin's part (deploy/nats/nats.conf)."""
+    from shared.bus import connect, ensure_streams
+    from shared.settings import Settings
+
+    settings = Settings()
+    nc = await connect(nats_url, "coffeetime-migrate", **settings.nats_connect_options())
+    try:
+        await ensure_streams(nc.jetstream(), replicas=settings.stream_replicas)
+    finally:
+        await nc.close()
+    print(f"NATS: streams up to date (replicas at least {settings.stream_replicas})")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -97,6 +112,12 @@ def cmd_routing_eval(args: argparse.Namespace) -> int:
     return routing_eval_main(args)
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from tools.dlq import main as dlq_main
+
+    return dlq_main(args)
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from tools.asyncapi import write_document
 
@@ -146,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", action="store_true",
                    help="choose model_weight and model_min_probability on the folds (never on the held-out set)")
     p.set_defaults(func=cmd_routing_eval)
+
+    p = sub.add_parser("dlq", help="dead letters: list them, replay them to their subject under a fresh id, once")
+    importlib.import_module("tools.dlq").add_arguments(p)
+    p.set_defaults(func=cmd_dlq)
 
     p = sub.add_parser("docs", help="write the AsyncAPI document of the contract")
     p.add_argument("--out", default="docs/asyncapi.json")

@@ -17,7 +17,7 @@ from nats.js.errors import NotFoundError
 from services.intake.__main__ import create_service as create_intake
 from shared.bus import ensure_consumer, ensure_streams
 from shared.contracts import subjects
-from tests.integration.nats_users import DeployedNats, refused
+from tests.integration.nats_users import DeployedNats, password_of, refused
 from tests.integration.test_intake import a_call
 from tests.support import running, wait_for
 
@@ -180,7 +180,7 @@ async def test_a_service_cannot_delete_purge_or_update_a_stream(admin, client):
     assert after.state.messages == before.state.messages and after.config.max_msgs == before.config.max_msgs
 
 
-async def test_an_operators_stream_change_survives_start_up(admin, client):
+async def test_an_operators_stream_change_survives_start_up(deployed, admin, client, monkeypatch):
     """Start-up only reads a stream that is as wanted, and never undoes a field it does not own."""
     ajs = admin.jetstream()
     config = (await ajs.stream_info("CT_EVENTS")).config
@@ -190,7 +190,12 @@ async def test_an_operators_stream_change_survives_start_up(admin, client):
 
     intake, errors = await client("intake")
     await ensure_streams(intake.jetstream(timeout=SHORT), replicas=1)
-    await ensure_streams(ajs, replicas=1)  # as `coffeetime migrate` would, with every permission
+    # `coffeetime migrate` as the admin, with every permission
+    from tools.cli import _migrate_streams
+
+    for name, value in {"NATS_USER": "admin", "NATS_PASSWORD": password_of("admin"), "STREAM_REPLICAS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    await _migrate_streams(deployed.url)
     kept = (await ajs.stream_info("CT_EVENTS")).config
     assert (kept.max_msgs, kept.max_bytes, kept.num_replicas) == (5_000_000, 40 * 2**30, 1)
     assert not errors, "an up-to-date stream needs no update permission"
