@@ -63,6 +63,21 @@ async def last_seq(admin, stream: str) -> int:
     return (await admin.jetstream().stream_info(stream)).state.last_seq
 
 
+async def events_of(admin, subject: str, appeal_id: str) -> list[dict]:
+    """The stored events on ``subject`` about ``appeal_id``, read by the admin (an ordered consumer)."""
+    sub = await admin.jetstream().subscribe(subject, ordered_consumer=True)
+    found = []
+    try:
+        while True:
+            body = json.loads((await sub.next_msg(timeout=1)).data)
+            if body.get("appeal_id") == appeal_id:
+                found.append(body)
+    except nats.errors.TimeoutError:
+        return found
+    finally:
+        await sub.unsubscribe()
+
+
 async def test_every_user_of_the_file_connects_with_its_password(deployed, client):
     users = deployed.users()
     assert {"intake", "dispatch", "escalation", "notify", "hotline", "app", "admin", "unit_sanitation"} <= set(users)
@@ -234,21 +249,44 @@ async def test_intake_runs_as_its_own_user_and_registers_a_call_end_to_end(deplo
             "SELECT appeal_id FROM intake.appeals WHERE channel='hotline' AND source_id=$1", call["call_id"]),
             timeout=30, what="the appeal stored by intake")
 
-        async def registered():
-            sub = await admin.jetstream().subscribe(subjects.APPEAL_REGISTERED, ordered_consumer=True)
-            try:
-                while True:
-                    msg = await sub.next_msg(timeout=2)
-                    if json.loads(msg.data).get("appeal_id") == appeal_id:
-                        return True
-            except nats.errors.TimeoutError:
-                return False
-            finally:
-                await sub.unsubscribe()
-
-        assert await wait_for(registered, timeout=30, what="ct.appeal.registered published by intake")
+        assert await wait_for(lambda: events_of(admin, subjects.APPEAL_REGISTERED, appeal_id), timeout=30,
+                              what="ct.appeal.registered published by intake")
         # the app's status query is answered on the app's own inbox (intake's allow_responses)
         app, app_errors = await client("app")
         reply = await app.request(subjects.Q_APPEAL, json.dumps({"appeal_id": appeal_id}).encode(), timeout=10)
         assert appeal_id in reply.data.decode() and not app_errors
     assert deployed.violations()[violations_before:] == [], "intake and its clients needed nothing nats.conf denies"
+
+
+async def test_the_four_services_run_as_their_own_users_from_a_call_to_a_signed_order(deployed, admin, client,
+                                                                                      servers, db):
+    from services.dispatch.__main__ import create_service as create_dispatch
+    from services.escalation.__main__ import create_service as create_escalation
+    from services.notify.__main__ import create_service as create_notify
+
+    env = deployed.service_env(servers["DATABASE_URL"])
+    violations_before = len(deployed.violations())
+    call = a_call(content="东航中心附近路口的左转车道通行不便，高峰时段通行缓慢；门口路段有车辆乱停乱放，容易造成拥堵。",
+                  category_hint="交通出行")
+    async with running(create_intake, env, **deployed.credentials("intake")), \
+            running(create_dispatch, env, **deployed.credentials("dispatch")), \
+            running(create_escalation, env, **deployed.credentials("escalation")), \
+            running(create_notify, env, **deployed.credentials("notify")):
+        hotline, _ = await client("hotline")
+        await hotline.jetstream().publish(subjects.IN_HOTLINE, json.dumps(call).encode(),
+                                          headers={"Nats-Msg-Id": call["call_id"]})
+        appeal_id = await wait_for(lambda: db.fetchval(
+            "SELECT appeal_id FROM intake.appeals WHERE channel='hotline' AND source_id=$1", call["call_id"]),
+            timeout=30, what="the appeal")
+        (order, *_) = await wait_for(lambda: events_of(admin, subjects.ORDER_DISPATCHED, appeal_id), timeout=30,
+                                     what="the order dispatch published")
+        await wait_for(lambda: events_of(admin, subjects.DEADLINE_SET, appeal_id), timeout=30,
+                       what="the deadline escalation published")
+        unit, unit_errors = await client(f"unit_{order['unit_code']}")
+        await unit.jetstream().publish(
+            subjects.order_action_subject(order["unit_code"], "sign"),
+            json.dumps({"action_id": uuid.uuid4().hex, "order_id": order["order_id"], "actor": "值班员"}).encode())
+        await wait_for(lambda: events_of(admin, subjects.ORDER_SIGNED, appeal_id), timeout=30,
+                       what="the order signed by its unit")
+        assert not unit_errors
+    assert deployed.violations()[violations_before:] == [], "no service needed anything nats.conf denies it"
