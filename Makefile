@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench docs up migrate clean venv
+.PHONY: demo test lint bench chaos docs up migrate clean venv
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# every fault scenario on servers of its own; writes docs/chaos/latest.json, fails on any loss or duplicate
+chaos: $(STAMP)
+	$(BIN)/python -m tools.chaos
 
 docs: $(STAMP)
 	$(BIN)/coffeetime docs --out docs/asyncapi.json
