@@ -1043,8 +1043,8 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tools.chaos", description=__doc__.split("\n", 1)[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m tools.chaos`` (and ``coffeetime chaos``)."""
     p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run only these (repeatable)")
     p.add_argument("--calls", type=int, help="calls per scenario (default: kill 2000, poison 300, others 1000)")
     p.add_argument("--rate", type=float, default=25.0, help="calls published per second (default 25)")
@@ -1055,11 +1055,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sms-outage", type=float, default=60.0, help="seconds the gateway answers 503 (sms)")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--keep", action="store_true", help="keep every scenario's folder (logs, data)")
-    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    p = argparse.ArgumentParser(prog="python -m tools.chaos", description=__doc__.split("\n", 1)[0])
+    add_arguments(p)
+    return run_from_args(p.parse_args(argv))
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the scenarios ``args`` name, print the table, write the JSON; 1 if any scenario failed."""
     names = args.scenario or list(SCENARIOS)
     options = Options(calls=args.calls, rate=args.rate, kill_every_s=args.kill_every, pg_outage_s=args.pg_outage,
                       nats_outage_s=args.nats_outage, sms_outage_s=args.sms_outage, seed=args.seed, keep=args.keep)
@@ -1071,7 +1076,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     document = {
-        "command": "python -m tools.chaos " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python -m tools.chaos", *sys.argv[1:]]).strip(),
         "started_at": started.isoformat(timespec="seconds"),
         "duration_s": round((datetime.now(UTC) - started).total_seconds(), 1),
         "rate_per_s": args.rate, "machine": machine, "results": results,
