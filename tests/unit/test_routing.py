@@ -220,8 +220,19 @@ def test_address_in_a_town_does_not_take_a_traffic_problem_from_the_police():
                                               address="黄水镇工业园区"))
     assert decision.lead.unit_code == "traffic_police"
     town = next(c for c in decision.candidates if c.unit_code == "huangshui_town")
-    assert "area 黄水镇 → 黄水镇" in town.reasons
+    assert town.score == 0  # a place alone says where, not who
     assert decision.co_units == ()
+
+
+def test_a_place_alone_gives_a_town_nothing_its_local_matter_does():
+    """黄水镇's power lines are the power company's; a dispute with 黄水镇's villagers is the town's."""
+    power = route(district(), RoutingInput(content="黄水镇工业区的线路老化，每逢雷雨天就断电跳闸。"))
+    assert power.lead.unit_code == "power_supply"
+    town = next(c for c in power.candidates if c.unit_code == "huangshui_town")
+    assert town.score == 0  # neither as an area nor as a unit named in the appeal
+    local = route(district(), RoutingInput(content="黄水镇的村民在我们厂房门口堵路，请镇上协调。"))
+    assert local.lead.unit_code == "huangshui_town"
+    assert any(r.startswith("area 黄水镇") for r in local.lead.reasons)
 
 
 def test_a_towns_keywords_count_only_on_its_own_ground():

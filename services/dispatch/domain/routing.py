@@ -22,7 +22,11 @@ default). Co-handling is decided on the rules' points only: the model names no
 co-handler.
 
 A rule that lists areas is *local*: it counts only when one of its areas is
-found (a town's keywords mean something only on its own ground, 属地). Where one
+found (a town's keywords mean something only on its own ground, 属地) and, when
+it lists keywords, one of them too: a place alone says where, not who (黄水镇's
+power lines are the power company's; a dispute with 黄水镇's villagers is the
+town's). For the same reason a unit's own area named in the text ("黄水镇") is
+not "named in the appeal". Where one
 matched term contains another of the same rule (左转车道 and 左转) only the
 longer counts. The best unit leads when it scores at least
 ``district.min_score`` and leads the runner-up by ``district.min_margin``;
@@ -237,10 +241,12 @@ def route(district: District, appeal: RoutingInput, suggestion: ModelSuggestion 
         areas = _found(rule.areas, place_text)
         if rule.areas and not areas:
             continue  # a local rule counts only on its own ground
+        keywords = _found(rule.keywords, content)
+        if rule.areas and rule.keywords and not keywords:
+            continue  # a place alone says where, not who: 黄水镇's power lines are the power company's
         if areas:
             tally.add(AREA_POINTS * rule.weight * len(areas), f"area {', '.join(areas)} → {name}")
             tally.areas.extend(a for a in areas if a not in tally.areas)
-        keywords = _found(rule.keywords, content)
         if keywords:
             tally.add(KEYWORD_POINTS * rule.weight * len(keywords), f"matched {', '.join(keywords)} → {name}")
             tally.matched.extend(k for k in keywords if k not in tally.matched)
@@ -252,7 +258,10 @@ def route(district: District, appeal: RoutingInput, suggestion: ModelSuggestion 
         t = tallies[hint_cat.default_unit]
         t.add(CATEGORY_DEFAULT_POINTS, f"category {hint_cat.name} defaults to {t.unit.name}")
 
-    # units named in the text, unless the name was already counted as one of its areas
+    # units named in the text, unless the name is one of its areas: "黄水镇" in an appeal says where, not who
+    own_areas: dict[str, set[str]] = {}
+    for rule in district.routing:
+        own_areas.setdefault(rule.unit, set()).update(rule.areas)
     named: list[tuple[str, str]] = []
     for code, t in tallies.items():
         for label in (t.unit.name, *t.unit.aliases):
@@ -262,7 +271,7 @@ def route(district: District, appeal: RoutingInput, suggestion: ModelSuggestion 
     named_units: set[str] = set()
     for label, code in named:
         t = tallies[code]
-        if label not in labels or code in named_units or label in t.areas:
+        if label not in labels or code in named_units or label in t.areas or label in own_areas.get(code, ()):
             continue
         named_units.add(code)
         t.add(NAMED_POINTS, f"named in the appeal: {label} → {t.unit.name}")

@@ -24,8 +24,10 @@ milliseconds; predicting a batch costs a few microseconds per appeal, because
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.district import District, UnitKind
@@ -92,10 +94,7 @@ def config_examples(district: District) -> list[LabelledExample]:
 
 def config_fingerprint(district: District) -> str:
     """A content hash of what the configuration teaches the model (12 hex digits): it changes exactly when that does."""
-    digest = hashlib.sha256()
-    for ex in config_examples(district):
-        digest.update(f"{ex.unit_code}\x1f{ex.content}\x1e".encode())
-    return digest.hexdigest()[:12]
+    return training_digest(config_examples(district))[:12]
 
 
 def model_version(district: District, last_example_id: int | None) -> str:
@@ -152,11 +151,43 @@ class TextModel:
                 for row in rows]
 
 
+TRAINED_KEPT = 4
+"""Trained models kept per process, by training set: a restart of dispatch in the same process, or a second
+dispatch in it (tests, the demo), reuses the model instead of training again (about 1.6 s for the shipped
+examples on a 2-core machine)."""
+_trained: OrderedDict[str, TextModel | None] = OrderedDict()
+_trained_lock = threading.Lock()
+
+
+def training_digest(examples: Sequence[LabelledExample], salt: str = "") -> str:
+    """A content hash of a training set (labels and texts, in order; ``salt``: anything else the model depends on)."""
+    digest = hashlib.sha256(salt.encode())
+    for ex in examples:
+        digest.update(f"{ex.unit_code}\x1f{ex.content}\x1e".encode())
+    return digest.hexdigest()
+
+
 def train(examples: Sequence[LabelledExample], version: str, *, c: float = MODEL_C) -> TextModel | None:
     """Train the routing model on ``examples`` and call it ``version``; None when fewer than two units have examples.
 
-    Deterministic: the same examples in the same order give the same probabilities.
+    Deterministic: the same examples in the same order give the same probabilities; so a model this process
+    trained on the same examples before is reused (:data:`TRAINED_KEPT`), under the version asked for.
     """
+    key = training_digest(examples, f"C={c!r}")
+    with _trained_lock:
+        if key in _trained:
+            _trained.move_to_end(key)
+            known = _trained[key]
+            return replace(known, version=version) if known is not None else None
+    model = _train(examples, version, c)
+    with _trained_lock:
+        _trained[key] = model
+        while len(_trained) > TRAINED_KEPT:
+            _trained.popitem(last=False)
+    return model
+
+
+def _train(examples: Sequence[LabelledExample], version: str, c: float) -> TextModel | None:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
