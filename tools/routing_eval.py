@@ -114,9 +114,10 @@ class Report:
     held_out_sets: dict[str, dict] = field(default_factory=dict)
 
 
-def fit(district: District, examples: Sequence[LabelledExample], version: str) -> TextModel | None:
+def fit(district: District, examples: Sequence[LabelledExample], version: str, *,
+        reuse: bool = True) -> TextModel | None:
     """The model dispatch would train on these examples: they and the rules' pseudo-examples."""
-    return text_model.train([*examples, *text_model.rule_examples(district)], version)
+    return text_model.train([*examples, *text_model.rule_examples(district)], version, reuse=reuse)
 
 
 def outcomes(district: District, appeals: Sequence[Appeal], model: TextModel | None) -> tuple[Figures, list[str]]:
@@ -244,7 +245,7 @@ def timing(district: District, examples: Sequence[LabelledExample], appeals: Seq
     model = None
     for _ in range(repeat):
         t = time.perf_counter()
-        model = fit(district, examples, "timing")
+        model = fit(district, examples, "timing", reuse=False)
         train_s.append(time.perf_counter() - t)
         t = time.perf_counter()
         suggestions = model.suggest(batch)

@@ -55,7 +55,7 @@ def decide(content: str, model, **routing) -> object:
 def test_training_is_deterministic():
     contents = [NEW_KIND, SIMILAR, seed()["other_demands_heard"][0]["content"]]
     first = base_model().suggest(contents)
-    again = train(training_set(district(), []), "again").suggest(contents)
+    again = train(training_set(district(), []), "again", reuse=False).suggest(contents)
     assert [s.probabilities for s in first] == [s.probabilities for s in again]
 
 
@@ -191,3 +191,17 @@ async def test_a_redispatch_is_learned_and_the_model_refreshes_to_route_a_simila
     assert dispatched.appeal_id == "AP2" and dispatched.unit_code == "planning_bureau"
     assert dispatched.routing_version == models.version
     assert uow.routing.routed[dispatched.order_id] == models.version
+
+
+def test_a_model_trained_on_the_same_examples_is_reused_under_the_version_asked_for():
+    examples = [LabelledExample("停电了", "power_supply"), LabelledExample("停水了", "water_supply"),
+                LabelledExample("路口拥堵", "traffic_police")]
+    first = train(examples, "v-1")
+    again = train(list(examples), "v-2")
+    assert again.version == "v-2" and first.version == "v-1"
+    assert again._classifier is first._classifier  # not trained twice
+    fresh = train(examples, "v-3", reuse=False)
+    assert fresh._classifier is not first._classifier
+    assert fresh.suggest(["停电"])[0].probabilities == first.suggest(["停电"])[0].probabilities
+    other = train([*examples, LabelledExample("燃气泄漏", "gas_supply")], "v-4")
+    assert other._classifier is not first._classifier and "gas_supply" in other.units

@@ -167,15 +167,17 @@ def training_digest(examples: Sequence[LabelledExample], salt: str = "") -> str:
     return digest.hexdigest()
 
 
-def train(examples: Sequence[LabelledExample], version: str, *, c: float = MODEL_C) -> TextModel | None:
+def train(examples: Sequence[LabelledExample], version: str, *, c: float = MODEL_C,
+          reuse: bool = True) -> TextModel | None:
     """Train the routing model on ``examples`` and call it ``version``; None when fewer than two units have examples.
 
     Deterministic: the same examples in the same order give the same probabilities; so a model this process
-    trained on the same examples before is reused (:data:`TRAINED_KEPT`), under the version asked for.
+    trained on the same examples before is reused (:data:`TRAINED_KEPT`), under the version asked for, unless
+    ``reuse`` is false (measuring the training itself).
     """
     key = training_digest(examples, f"C={c!r}")
     with _trained_lock:
-        if key in _trained:
+        if reuse and key in _trained:
             _trained.move_to_end(key)
             known = _trained[key]
             return replace(known, version=version) if known is not None else None
