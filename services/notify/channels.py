@@ -103,6 +103,12 @@ class Attempt:
         self.error, self.seconds, self.done = error, seconds, True
 
 
+Admit = Callable[[Attempt], Awaitable[bool]]
+"""Asked before a message goes to its channel: True to send it now, False to leave it for another round."""
+OnDone = Callable[[Attempt], None]
+"""Told of an attempt once its outcome is known."""
+
+
 def _http_status_error(status: int, what: str) -> DeliveryError:
     # 408 request timeout and 429 too many requests are worth another try; other 4xx are not
     retryable = status >= 500 or status in (408, 429)
@@ -223,18 +229,21 @@ class SmtpMailer:
         return DeliveryError(f"SMTP client fault: {type(exc).__name__}: {exc}", retryable=True)
 
     def _send_round_blocking(self, attempts: Sequence[Attempt], abandon: threading.Event, lock: threading.Lock,
-                             tick: Callable[[], None]) -> None:
+                             tick: Callable[[], None], admit: Callable[[Attempt], bool] = lambda a: True) -> None:
         """In a worker thread: compose and send the round's mails over one SMTP session.
 
         A mail refused by the server leaves the session usable (smtplib resets it); a
         broken session is closed and the next mail opens another. When connecting
         fails, every mail not sent yet gets that error (the server is down: one try
-        per round). Stops starting mails once ``abandon`` is set; from then on writes
-        no outcome (the event loop has given the round up).
+        per round). ``admit`` is asked before each mail (False: not sent this round).
+        Stops starting mails once ``abandon`` is set; from then on writes no outcome
+        (the event loop has given the round up).
         """
         smtp: smtplib.SMTP | None = None
         try:
             for i, attempt in enumerate(attempts):
+                if not admit(attempt):
+                    continue
                 with lock:
                     if abandon.is_set():
                         return
@@ -280,11 +289,14 @@ class SmtpMailer:
                 except Exception:  # noqa: BLE001 - every mail of the round is accepted already
                     smtp.close()
 
-    async def send_round(self, attempts: Sequence[Attempt], stall_timeout: float) -> None:
+    async def send_round(self, attempts: Sequence[Attempt], stall_timeout: float, *,
+                         admit: Admit | None = None, on_done: OnDone | None = None) -> None:
         """Send a round's mails over one SMTP session in one worker thread.
 
-        Gives up the round when no mail completes for ``stall_timeout`` seconds: the
-        mail in flight counts as timed out (retryable); the others stay unstarted.
+        ``admit`` is awaited (from the thread) before each mail is sent, ``on_done`` told
+        of each outcome soon after it is known (see :meth:`Channels.send_round`). Gives up
+        the round when no mail completes for ``stall_timeout`` seconds: the mail in flight
+        counts as timed out (retryable); the others stay unstarted.
         """
         if not attempts:
             return
@@ -292,6 +304,7 @@ class SmtpMailer:
         progress = asyncio.Event()
         abandon = threading.Event()
         lock = threading.Lock()
+        reported: set[int] = set()
 
         def tick() -> None:
             try:
@@ -299,9 +312,37 @@ class SmtpMailer:
             except RuntimeError:  # the loop closed meanwhile
                 pass
 
-        worker = asyncio.ensure_future(asyncio.to_thread(self._send_round_blocking, attempts, abandon, lock, tick))
+        def admit_blocking(attempt: Attempt) -> bool:
+            if admit is None:
+                return True
+            try:
+                asked = asyncio.run_coroutine_threadsafe(admit(attempt), loop)
+            except RuntimeError:  # the loop closed meanwhile
+                return False
+            while not abandon.is_set():
+                try:
+                    return bool(asked.result(timeout=0.5))
+                except TimeoutError:
+                    continue
+                except Exception:  # noqa: BLE001 - not admitted: the mail waits for another round
+                    return False
+            asked.cancel()
+            return False
+
+        def report() -> None:
+            if on_done is None:
+                return
+            with lock:
+                fresh = [a for a in attempts if a.done and id(a) not in reported]
+                reported.update(id(a) for a in fresh)
+            for attempt in fresh:
+                on_done(attempt)
+
+        worker = asyncio.ensure_future(asyncio.to_thread(self._send_round_blocking, attempts, abandon, lock, tick,
+                                                         admit_blocking))
         try:
             while not worker.done():
+                report()
                 progress.clear()
                 waiter = asyncio.ensure_future(progress.wait())
                 try:
@@ -329,6 +370,7 @@ class SmtpMailer:
                 for attempt in attempts:
                     if attempt.started and not attempt.done:
                         attempt.finish(DeliveryError(f"SMTP client fault: {exc!r}", retryable=True), 0.0)
+        report()
         for attempt in attempts:
             if attempt.done:
                 self._log(attempt)
@@ -425,27 +467,34 @@ class Channels:
         await client.send(notification)
 
     async def send_round(self, channel: str, attempts: Sequence[Attempt], *, concurrency: int,
-                         attempt_timeout: float) -> None:
+                         attempt_timeout: float, admit: Admit | None = None, on_done: OnDone | None = None) -> None:
         """Send a round of one channel's messages, filling in each :class:`Attempt`.
 
         A client with a ``send_round`` of its own (SMTP: one session per round) sends
         the round itself; the others send up to ``concurrency`` messages at a time
         (kept near the HTTP pool's size), each attempt bounded by ``attempt_timeout``.
+        ``admit(attempt)`` is awaited before a message is handed to its channel (the
+        delivery worker logs the attempt durably there); False leaves it unstarted.
+        ``on_done(attempt)`` is called once its outcome is known.
         """
         client = self.clients.get(channel)
         if client is None:
             for attempt in attempts:
                 attempt.started = True
                 attempt.finish(DeliveryError(f"no client configured for channel {channel!r}", retryable=False), 0.0)
+                if on_done is not None:
+                    on_done(attempt)
             return
         own_round = getattr(client, "send_round", None)
         if own_round is not None:
-            await own_round(attempts, attempt_timeout)
+            await own_round(attempts, attempt_timeout, admit=admit, on_done=on_done)
             return
         queue = iter(attempts)
 
         async def sender() -> None:  # one of ``concurrency``: sends the next message until none is left
             for attempt in queue:
+                if admit is not None and not await admit(attempt):
+                    continue
                 attempt.started = True
                 started = time.perf_counter()
                 error: DeliveryError | None = None
@@ -461,6 +510,8 @@ class Channels:
                                   extra={"channel": channel, "notification_id": attempt.message.notification_id})
                     error = DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
                 attempt.finish(error, time.perf_counter() - started)
+                if on_done is not None:
+                    on_done(attempt)
 
         senders = [asyncio.ensure_future(sender()) for _ in range(max(1, min(concurrency, len(attempts))))]
         try:

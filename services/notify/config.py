@@ -38,6 +38,10 @@ a request starts or ends. A channel of its own pool never waits for connections 
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.yaml")
 
+OUTAGE_TO_RIDE_OUT_S = 30 * 60.0
+"""The channel outage the retry budget (``NOTIFY_MAX_ATTEMPTS``, ``NOTIFY_BACKOFF_*``) should ride out without a
+message failing for good; a smaller budget is reported at start-up."""
+
 NO_GATEWAY = "未配置短信网关 / no SMS gateway configured (set SMS_GATEWAY_URL)"
 
 
@@ -96,11 +100,24 @@ def rules_for(settings: Settings) -> NotifyRules:
     return load_rules(env=env)
 
 
+def warn_of_a_short_budget(rules: NotifyRules) -> float:
+    """Log a warning when the retry budget rides out less than :data:`OUTAGE_TO_RIDE_OUT_S`; the seconds it covers."""
+    policy = rules.delivery
+    covered = policy.outage_covered()
+    if covered < OUTAGE_TO_RIDE_OUT_S:
+        log.warning("the retry budget rides out a channel outage of only %.0f s (%d attempts, back-off %g-%g s): "
+                    "a longer outage fails messages for good (ct.notify.failed); %.0f s are advised", covered,
+                    policy.max_attempts, policy.backoff_base_seconds, policy.backoff_cap_seconds, OUTAGE_TO_RIDE_OUT_S,
+                    extra={"outage_covered_s": covered, "max_attempts": policy.max_attempts})
+    return covered
+
+
 def build_context(settings: Settings, *, rules: NotifyRules | None = None,
                   district: District | None = None) -> Context:
     """The context of one process; ``rules`` and ``district`` replace the configured files (tests, tools)."""
     rules = rules or rules_for(settings)
     district = district or load_district(settings.district_config)
+    warn_of_a_short_budget(rules)
     timeout = rules.delivery.timeout_seconds
     limits = httpx.Limits(max_connections=HTTP_CONCURRENCY, max_keepalive_connections=HTTP_CONCURRENCY)
     http = {channel: httpx.AsyncClient(timeout=timeout, limits=limits) for channel in HTTP_CHANNELS}

@@ -9,16 +9,24 @@ Each worker is a background task of every replica. A round:
 2. sends them outside any transaction, each under its stable notification id (the
    SMS gateway's ``id``, the e-mail's ``Message-ID``): the HTTP channels up to
    ``concurrency`` at a time (the size of the channel's own HTTP pool), e-mail
-   over one SMTP session in one worker thread. While a round runs longer than half
-   its lease (a slow channel), the lease of its rows is extended;
-3. records every outcome of the round in ONE transaction, each only if its claim
-   still holds: one update of the notifications, one insert of the attempts into
-   ``delivery_attempts``, the ``ct.notify.delivered`` / ``ct.notify.failed`` events
-   staged on the unit of work (:func:`use_cases.record_round`); a retryable error → another attempt after back-off with jitter;
-   a final error or the last attempt → ``ct.notify.failed``.
+   over one SMTP session in one worker thread. Before a message goes to its
+   channel its attempt is logged as ``sending`` and committed (:class:`RoundBook`,
+   ``concurrency`` messages per transaction, just ahead of the senders);
+3. records the outcomes as they come, a transaction every :data:`RECORD_EVERY_S`
+   or per ``concurrency`` outcomes, each only if its claim still holds: the
+   notifications, the attempts in ``delivery_attempts``, the ``ct.notify.delivered`` /
+   ``ct.notify.failed`` events staged on the unit of work (:func:`use_cases.record_round`);
+   a retryable error → another attempt after back-off with jitter; a final error or
+   the last attempt → ``ct.notify.failed``.
 
-A worker that dies mid-send leaves the lease to run out; the next claim (of any
-replica) sends again under the same id, which the gateway drops as a duplicate.
+So a crash or a lost database repeats only the sends that were in flight: a message
+is sent again only when its attempt is still ``sending`` (its outcome never
+recorded), and that resend is counted in ``coffeetime_notification_resends_total``.
+A message the channel accepted is never sent again while the process lives: when
+PostgreSQL is unreachable the outcomes stay in memory and their transaction is
+tried again with back-off, the leases of the round extended every quarter lease
+meanwhile, for up to :data:`RECORD_PATIENCE_S`. A worker that dies mid-send leaves
+the lease to run out; the next claim (of any replica) sends again under the same id.
 A worker stopped mid-round records what it knows and gives the other rows back at
 once (a message never handed to its channel gets its claim back as well). Workers
 wake after a planning commit and poll every ``poll_interval`` seconds, so messages
@@ -36,22 +44,28 @@ from datetime import datetime, timedelta
 from services.notify import domain, store, use_cases
 from services.notify.channels import Attempt
 from services.notify.config import CHANNELS, HTTP_CONCURRENCY, Context
-from services.notify.metrics import NOTIFICATIONS, SEND_SECONDS
+from services.notify.metrics import NOTIFICATIONS, RESENDS, SEND_SECONDS, UNRECORDED
 from shared import clock
 from shared.service import Service
 
 log = logging.getLogger("coffeetime.notify.delivery")
 
 BATCH = 128
-"""Messages a worker claims per round (sent concurrently, their outcomes recorded in one transaction)."""
-RECORD_RETRIES = (0.2, 1.0)
-"""Pauses before trying a round's recording transaction again (it is idempotent); then the leases run out."""
+"""Messages a worker claims per round (sent concurrently, their outcomes recorded as they come)."""
+RECORD_EVERY_S = 0.1
+"""Longest wait of a known outcome for its recording transaction (sooner when ``concurrency`` outcomes wait):
+a kill -9 repeats at most the sends of that last moment, and a round of 128 costs some ten transactions,
+not one per message."""
+RECORD_BACKOFF_S = (0.1, 0.2, 0.5, 1.0)
+"""Pauses before trying a mark or a recording transaction again (both idempotent and fenced); then 1 s each."""
+RECORD_PATIENCE_S = 600.0
+"""How long known outcomes are kept in memory for PostgreSQL to come back before their leases are left to run out."""
 POLL_INTERVAL_S = 0.25
 """Longest pause between rounds when nothing wakes the worker."""
 JITTER = random.Random()
 """Where the back-off jitter of retries comes from (the domain takes it as a parameter)."""
 MAX_INTERRUPTED = 3
-"""Claims cut short (crash, stop) tolerated beyond max_attempts before a message is given up."""
+"""Sends cut short with their outcome unknown (crash, lost database) tolerated before a message is given up."""
 
 
 def register(service: Service, ctx: Context) -> None:
@@ -102,7 +116,7 @@ class DeliveryWorker:
                 pass
 
     async def deliver_due(self, service: Service) -> int:
-        """One round: claim, send, record. Returns the number of messages claimed."""
+        """One round: claim, then send and record as the sends go. Returns the number of messages claimed."""
         policy = self.ctx.rules.delivery
         lease = timedelta(seconds=policy.timeout_seconds * 2)
         now = clock.now()
@@ -110,97 +124,49 @@ class DeliveryWorker:
             claims = await store.claim_due(conn, self.channel, now, now + lease, self.batch)
         if not claims:
             return 0
-        given_up = [c for c in claims if c.claim_no > policy.max_attempts + MAX_INTERRUPTED]
-        attempts = [Attempt(c) for c in claims if c.claim_no <= policy.max_attempts + MAX_INTERRUPTED]
+        given_up = [c for c in claims if c.unknown > MAX_INTERRUPTED]
+        attempts = [Attempt(c) for c in claims if c.unknown <= MAX_INTERRUPTED]
+        book = RoundBook(self, service, claims, attempts, lease, now + lease)
+        for c in given_up:
+            book.add(store.Recorded(c, domain.AttemptOutcome(
+                "failed", error=f"gave up: {c.unknown} sends cut short before their outcome was known"), 0))
+        book.open()
         try:
             if attempts:
-                keeper = asyncio.create_task(self._keep_leases(service, [a.message for a in attempts], lease),
-                                             name=f"notify-lease-{self.channel}")
-                try:
-                    await self.ctx.channels.send_round(self.channel, attempts, concurrency=self.concurrency,
-                                                       attempt_timeout=policy.timeout_seconds * 1.5)
-                finally:
-                    keeper.cancel()
-                    await asyncio.wait([keeper])
+                await self.ctx.channels.send_round(self.channel, attempts, concurrency=self.concurrency,
+                                                   attempt_timeout=policy.timeout_seconds * 1.5,
+                                                   admit=book.admit, on_done=book.finished)
         except asyncio.CancelledError:
             # stopped mid-round: keep the outcomes known, give the other rows back at once (same id next time)
-            await self._finish_while_stopping(asyncio.ensure_future(
-                self._record_round(service, given_up, attempts, retries=())))
+            await self._finish_while_stopping(asyncio.ensure_future(book.close(attempts)))
             raise
-        recording = asyncio.ensure_future(self._record_round(service, given_up, attempts))
+        closing = asyncio.ensure_future(book.close(attempts))
         try:
-            await asyncio.shield(recording)
+            await asyncio.shield(closing)
         except asyncio.CancelledError:
-            await self._finish_while_stopping(recording)  # a short transaction: let it end
+            await self._finish_while_stopping(closing)  # short transactions: let them end
             raise
         return len(claims)
 
     @staticmethod
-    async def _finish_while_stopping(recording: asyncio.Future, timeout: float = 2.0) -> None:
+    async def _finish_while_stopping(closing: asyncio.Future, timeout: float = 2.0) -> None:
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.shield(recording)
+                await asyncio.shield(closing)
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the leases run out by themselves
-            pass
+            closing.cancel()
 
-    async def _keep_leases(self, service: Service, claims: Sequence[store.Claim], lease: timedelta) -> None:
-        """While the round runs longer than half its lease (a slow channel), extend the lease of its rows."""
-        while True:
-            await asyncio.sleep(lease.total_seconds() / 2)
-            try:
-                async with service.pool.acquire() as conn:
-                    await store.extend_leases(conn, claims, clock.now() + lease)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the next period tries again; at worst a lease runs out
-                log.warning("extending delivery leases failed", extra={"channel": self.channel, "error": repr(exc)})
+    def outcome_of(self, attempt: Attempt, now: datetime) -> store.Recorded:
+        """What a finished attempt leads to (delivered, a retry after back-off, failed), to record."""
+        SEND_SECONDS.labels(self.channel).observe(attempt.seconds)
+        error = attempt.error
+        outcome = domain.after_attempt(attempt.message.attempt, now, self.ctx.rules.delivery,
+                                       error=error.reason if error is not None else None,
+                                       retryable=error.retryable if error is not None else False, rng=JITTER)
+        return store.Recorded(attempt.message, outcome, int(attempt.seconds * 1000))
 
-    def _outcomes(self, given_up: Sequence[store.Claim], attempts: Sequence[Attempt],
-                  now: datetime) -> list[store.Recorded]:
-        policy = self.ctx.rules.delivery
-        recorded = [
-            store.Recorded(c, domain.AttemptOutcome("failed", error=f"gave up: {c.claim_no - 1} attempts, several cut "
-                                                                    "short before their outcome was known"), 0)
-            for c in given_up
-        ]
-        observe = SEND_SECONDS.labels(self.channel).observe
-        for a in attempts:
-            if not a.done:
-                continue
-            observe(a.seconds)
-            error = a.error
-            outcome = domain.after_attempt(a.message.attempt, now, policy,
-                                           error=error.reason if error is not None else None,
-                                           retryable=error.retryable if error is not None else False,
-                                           rng=JITTER)
-            recorded.append(store.Recorded(a.message, outcome, int(a.seconds * 1000)))
-        return recorded
-
-    async def _record_round(self, service: Service, given_up: Sequence[store.Claim], attempts: Sequence[Attempt],
-                            retries: Sequence[float] = RECORD_RETRIES) -> None:
-        """Record every outcome of the round in one transaction; give back the rows whose outcome is unknown."""
-        now = clock.now()
-        recorded = self._outcomes(given_up, attempts, now)
-        interrupted = [a.message for a in attempts if a.started and not a.done]
-        unsent = [a.message for a in attempts if not a.started]
-        pauses = iter(retries)
-        while True:
-            try:
-                current = await use_cases.record_round(service.unit_of_work(), recorded, now,
-                                                       interrupted=interrupted, unsent=unsent)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - idempotent: tried again, else the leases run out (same ids)
-                pause = next(pauses, None)
-                if pause is None:
-                    log.warning("recording a delivery round failed; its leases run out and the same ids go again",
-                                extra={"channel": self.channel, "messages": len(recorded), "error": repr(exc)})
-                    return
-                await asyncio.sleep(pause)
-        self._report(recorded, current)
-
-    def _report(self, recorded: Sequence[store.Recorded], current: set[str]) -> None:
+    def report(self, recorded: Sequence[store.Recorded], current: set[str]) -> None:
+        """Count and log the outcomes just recorded (those whose claim held)."""
         for r in recorded:
             claim, outcome = r.claim, r.outcome
             if claim.notification_id not in current:
@@ -214,3 +180,207 @@ class DeliveryWorker:
                     "notification_id": claim.notification_id, "channel": self.channel,
                     "recipient": domain.mask_address(self.channel, claim.address),
                     "attempts": claim.attempt, "error": outcome.error})
+
+
+class RoundBook:
+    """The durable log of one delivery round: each send marked before it starts, each outcome soon after.
+
+    :meth:`admit` (awaited by the channel before a message goes out) commits the
+    ``sending`` marks of the next ``concurrency`` messages in one transaction, so at
+    most that many marked messages wait for a sender. :meth:`finished` queues an
+    outcome; a flusher records the queued ones in one transaction every
+    :data:`RECORD_EVERY_S` (at once when ``concurrency`` of them wait), trying again
+    with back-off while PostgreSQL is unreachable, and a keeper extends the leases of
+    the round's unrecorded claims every quarter lease. :meth:`close` records the rest
+    and gives back what was not sent.
+    """
+
+    def __init__(self, worker: DeliveryWorker, service: Service, claims: Sequence[store.Claim],
+                 attempts: Sequence[Attempt], lease: timedelta, lease_until: datetime) -> None:
+        self.worker = worker
+        self.service = service
+        self.channel = worker.channel
+        self.chunk = max(1, worker.concurrency)
+        self.lease = lease
+        self.lease_until = lease_until
+        """The round's lease end as last committed (claim, mark or extension)."""
+        self.unrecorded: dict[str, store.Claim] = {c.notification_id: c for c in claims}
+        """Claims whose outcome is not recorded yet: the keeper extends their leases."""
+        self._queue = list(attempts)
+        """The round's attempts in the order the channel takes them; marked a chunk at a time from the front."""
+        self._order = {a.message.notification_id: i for i, a in enumerate(self._queue)}
+        self._marked_upto = 0
+        self._marked: set[str] = set()
+        self._lost: set[str] = set()
+        self._marking = asyncio.Lock()
+        self._refusing = False
+        self._pending: list[store.Recorded] = []
+        self._nudge = asyncio.Event()
+        self._closing = False
+        self._tasks: list[asyncio.Task] = []
+
+    # --- before the sends ---------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start the flusher and the keeper."""
+        self._tasks = [asyncio.create_task(self._flush(), name=f"notify-record-{self.channel}"),
+                       asyncio.create_task(self._keep_leases(), name=f"notify-lease-{self.channel}")]
+
+    def add(self, recorded: store.Recorded) -> None:
+        """Queue an outcome known without a send (a message given up)."""
+        self._pending.append(recorded)
+        UNRECORDED.labels(self.channel).inc()
+
+    async def admit(self, attempt: Attempt) -> bool:
+        """Commit the ``sending`` mark of ``attempt`` (and of the next ones, one transaction per chunk).
+
+        True: send it now. False: its claim was lost, or PostgreSQL stayed unreachable
+        until the lease's end, so the message is not sent in this round.
+        """
+        nid = attempt.message.notification_id
+        index = self._order[nid]
+        if index >= self._marked_upto:
+            async with self._marking:
+                while index >= self._marked_upto and not self._refusing:
+                    await self._mark(self._next_chunk(index))
+        return nid in self._marked
+
+    def _next_chunk(self, index: int) -> list[Attempt]:
+        """The attempts to mark now: a chunk from the first unmarked one, at least up to ``index``."""
+        end = max(index + 1, min(len(self._queue), self._marked_upto + self.chunk))
+        return self._queue[self._marked_upto:end]
+
+    async def _mark(self, chunk: list[Attempt]) -> None:
+        claims = [a.message for a in chunk]
+        pauses = iter(RECORD_BACKOFF_S)
+        while True:
+            now = clock.now()
+            try:
+                async with self.service.pool.acquire() as conn:
+                    marked = await store.mark_sending(conn, claims, now, now + self.lease)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - nothing is sent unmarked: wait for the database, within the lease
+                pause = next(pauses, RECORD_BACKOFF_S[-1])
+                if clock.now() + timedelta(seconds=pause) >= self.lease_until:
+                    log.warning("cannot log the attempts before sending; the round sends nothing more",
+                                extra={"channel": self.channel, "messages": len(claims), "error": repr(exc)})
+                    self._refusing = True
+                    return
+                await asyncio.sleep(pause)
+        self._marked_upto += len(chunk)
+        self._marked |= marked.held
+        for claim in claims:
+            if claim.notification_id not in marked.held:
+                self._lost.add(claim.notification_id)  # another worker took it after our lease ran out
+                self.unrecorded.pop(claim.notification_id, None)
+        if marked.held:
+            self.lease_until = max(self.lease_until, now + self.lease)
+        if marked.resends:
+            RESENDS.labels(self.channel).inc(len(marked.resends))
+            log.info("resending messages whose earlier send was cut short with its outcome unknown",
+                     extra={"channel": self.channel, "notification_ids": sorted(marked.resends)})
+
+    # --- after the sends ----------------------------------------------------------------
+
+    def finished(self, attempt: Attempt) -> None:
+        """Queue the outcome of a finished attempt for the next recording transaction."""
+        self.add(self.worker.outcome_of(attempt, clock.now()))
+        if len(self._pending) == 1 or len(self._pending) >= self.chunk:
+            self._nudge.set()
+
+    async def _flush(self) -> None:
+        """Record the queued outcomes, a transaction at a time, until the round is closed and nothing waits."""
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._nudge.clear()
+                await self._nudge.wait()
+                continue
+            if len(self._pending) < self.chunk and not self._closing:
+                self._nudge.clear()
+                try:
+                    await asyncio.wait_for(self._nudge.wait(), timeout=RECORD_EVERY_S)
+                except TimeoutError:
+                    pass
+            batch, self._pending = self._pending, []
+            await self._record(batch)
+
+    async def _record(self, recorded: Sequence[store.Recorded], *, interrupted: Sequence[store.Claim] = (),
+                      unsent: Sequence[store.Claim] = ()) -> None:
+        """One recording transaction, tried again with back-off while PostgreSQL is unreachable.
+
+        The outcomes stay in memory meanwhile (the gauge ``coffeetime_notification_outcomes_unrecorded``)
+        and the keeper extends the leases; after :data:`RECORD_PATIENCE_S` they are dropped and the
+        leases run out (those messages are sent again, counted as resends).
+        """
+        pauses = iter(RECORD_BACKOFF_S)
+        started = clock.now()
+        warned = False
+        while True:
+            try:
+                current = await use_cases.record_round(self.service.unit_of_work(), recorded, clock.now(),
+                                                       interrupted=interrupted, unsent=unsent)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - idempotent and fenced: tried again while the process lives
+                if (clock.now() - started).total_seconds() > RECORD_PATIENCE_S:
+                    log.error("recording delivery outcomes failed for too long; their leases run out and the same "
+                              "ids go again", extra={"channel": self.channel, "messages": len(recorded),
+                                                     "error": repr(exc)})
+                    UNRECORDED.labels(self.channel).dec(len(recorded))
+                    return
+                if not warned:
+                    log.warning("cannot record delivery outcomes; kept in memory and tried again",
+                                extra={"channel": self.channel, "messages": len(recorded), "error": repr(exc)})
+                    warned = True
+                await asyncio.sleep(next(pauses, RECORD_BACKOFF_S[-1]))
+        if warned:
+            log.info("delivery outcomes recorded after all", extra={"channel": self.channel, "messages": len(recorded)})
+        UNRECORDED.labels(self.channel).dec(len(recorded))
+        for claim in (*(r.claim for r in recorded), *interrupted, *unsent):
+            self.unrecorded.pop(claim.notification_id, None)
+        self.worker.report(recorded, current)
+
+    async def _keep_leases(self) -> None:
+        """Extend the lease of every unrecorded claim of the round every quarter lease (every second after a failure)."""
+        period = self.lease.total_seconds() / 4
+        while True:
+            await asyncio.sleep(period)
+            claims = list(self.unrecorded.values())
+            if not claims:
+                continue
+            until = clock.now() + self.lease
+            try:
+                async with self.service.pool.acquire() as conn:
+                    await store.extend_leases(conn, claims, until)
+                self.lease_until = until
+                period = self.lease.total_seconds() / 4
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - tried again in a second; at worst a lease runs out
+                log.warning("extending delivery leases failed", extra={"channel": self.channel, "error": repr(exc)})
+                period = 1.0
+
+    async def close(self, attempts: Sequence[Attempt]) -> None:
+        """Record every outcome still queued, then give back the rows not sent (or cut short) in one transaction."""
+        try:
+            self._closing = True
+            self._nudge.set()
+            await asyncio.shield(self._tasks[0])
+            interrupted, unsent = [], []
+            for a in attempts:
+                nid = a.message.notification_id
+                if a.done or nid in self._lost:
+                    continue
+                # started, or marked: a send may have begun (its next claim is a resend); else never offered
+                (interrupted if a.started or nid in self._marked else unsent).append(a.message)
+            if interrupted or unsent:
+                await self._record((), interrupted=interrupted, unsent=unsent)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.wait(self._tasks)

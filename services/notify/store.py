@@ -197,6 +197,7 @@ class Claim:
     template: str
     claim_no: int
     attempt: int  # this attempt's number among the attempts whose outcome counts
+    unknown: int = 0  # earlier sends of the current retry budget whose outcome is unknown (cut short)
 
 
 async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease_until: datetime,
@@ -221,15 +222,78 @@ async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease
         ) due
         WHERE n.notification_id = due.notification_id
         RETURNING n.notification_id, n.channel, n.address, n.text, n.subject, n.appeal_id, n.cause_event_id,
-                  n.correlation_id, n.template, n.claims, n.attempts
+                  n.correlation_id, n.template, n.claims, n.attempts,
+                  (SELECT count(*) FROM delivery_attempts a
+                   WHERE a.notification_id = n.notification_id AND a.outcome IN ('sending', 'unknown')
+                     AND a.attempt > n.retry_from_claim) AS unknown
         """,
         channel, now, lease_until, limit,
     )
     return [
         Claim(r["notification_id"], r["channel"], r["address"], r["text"], r["subject"], r["appeal_id"],
-              r["cause_event_id"], r["correlation_id"], r["template"], r["claims"], r["attempts"] + 1)
+              r["cause_event_id"], r["correlation_id"], r["template"], r["claims"], r["attempts"] + 1, r["unknown"])
         for r in rows
     ]
+
+
+CUT_SHORT = "cut short before its outcome was recorded"
+"""The error of an attempt whose send was started and whose outcome never came (a crash, a lost database)."""
+
+
+@dataclass(frozen=True)
+class Marked:
+    """What :func:`mark_sending` found: the claims that still hold, and those that are resends."""
+
+    held: frozenset[str]
+    """Notification ids whose claim still holds: marked 'sending', theirs to send now."""
+    resends: frozenset[str]
+    """Those of ``held`` whose earlier send has an unknown outcome (it was in flight at a crash or an outage)."""
+
+
+async def mark_sending(conn: asyncpg.Connection, claims: Sequence[Claim], now: datetime,
+                       lease_until: datetime) -> Marked:
+    """Log the attempts about to be sent as 'sending', in one transaction, BEFORE they go to their channel.
+
+    Only claims that still hold are marked (their lease is renewed to ``lease_until``); an
+    earlier attempt of the same message still 'sending' becomes 'unknown': that send was
+    cut short and its outcome never recorded, so the one about to start is a resend.
+    """
+    if not claims:
+        return Marked(frozenset(), frozenset())
+    claims = sorted(claims, key=lambda c: c.notification_id)  # row locks in id order: no cycle with a recording
+    ids, claim_nos = [c.notification_id for c in claims], [c.claim_no for c in claims]
+    async with conn.transaction():
+        held = await conn.fetch(
+            """
+            UPDATE notifications n SET locked_until = $3, next_attempt_at = $3
+            FROM unnest($1::text[], $2::int[]) AS c(id, claim_no)
+            WHERE n.notification_id = c.id AND n.claims = c.claim_no AND n.status = 'pending'
+            RETURNING n.notification_id, n.claims
+            """,
+            ids, claim_nos, lease_until,
+        )
+        if not held:
+            return Marked(frozenset(), frozenset())
+        held_ids, held_claims = [r["notification_id"] for r in held], [r["claims"] for r in held]
+        await conn.execute(
+            """
+            INSERT INTO delivery_attempts (notification_id, attempt, at, outcome, error, duration_ms)
+            SELECT i, a, $3, 'sending', NULL, 0 FROM unnest($1::text[], $2::int[]) AS x(i, a)
+            ON CONFLICT (notification_id, attempt) DO NOTHING
+            """,
+            held_ids, held_claims, now,
+        )
+        earlier = await conn.fetch(
+            """
+            UPDATE delivery_attempts d SET outcome = 'unknown', error = $3
+            FROM unnest($1::text[], $2::int[]) AS x(i, a)
+            WHERE d.notification_id = x.i AND d.attempt < x.a AND d.outcome = 'sending'
+            RETURNING d.notification_id
+            """,
+            held_ids, held_claims, CUT_SHORT,
+        )
+    return Marked(frozenset(held_ids), frozenset(r["notification_id"] for r in earlier))
+
 
 
 @dataclass(frozen=True)
@@ -279,7 +343,11 @@ async def record_outcome(conn: asyncpg.Connection, claim: Claim, outcome: Attemp
 
 
 async def add_attempts(conn: asyncpg.Connection, recorded: Sequence[Recorded], at: datetime) -> None:
-    """Log a round's attempts (numbered by claim) in one insert; an attempt logged before is kept."""
+    """Log a round's attempts (numbered by claim) in one insert.
+
+    The outcome replaces the attempt's 'sending' mark (or the 'unknown' a later claim made
+    of it, when this outcome comes late); an outcome logged before is kept.
+    """
     if not recorded:
         return
     await conn.execute(
@@ -287,11 +355,22 @@ async def add_attempts(conn: asyncpg.Connection, recorded: Sequence[Recorded], a
         INSERT INTO delivery_attempts (notification_id, attempt, at, outcome, error, duration_ms)
         SELECT i, a, $6, o, e, d FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[])
              AS x(i, a, o, e, d)
-        ON CONFLICT (notification_id, attempt) DO NOTHING
+        ON CONFLICT (notification_id, attempt) DO UPDATE
+            SET at = EXCLUDED.at, outcome = EXCLUDED.outcome, error = EXCLUDED.error, duration_ms = EXCLUDED.duration_ms
+            WHERE delivery_attempts.outcome IN ('sending', 'unknown')
         """,
         [r.claim.notification_id for r in recorded], [r.claim.claim_no for r in recorded],
         [r.outcome.result for r in recorded], [r.outcome.error for r in recorded],
         [r.duration_ms for r in recorded], at,
+    )
+    # an earlier attempt still 'sending' was cut short (a message given up was never marked by mark_sending)
+    await conn.execute(
+        """
+        UPDATE delivery_attempts d SET outcome = 'unknown', error = $3
+        FROM unnest($1::text[], $2::int[]) AS x(i, a)
+        WHERE d.notification_id = x.i AND d.attempt < x.a AND d.outcome = 'sending'
+        """,
+        [r.claim.notification_id for r in recorded], [r.claim.claim_no for r in recorded], CUT_SHORT,
     )
 
 
@@ -304,6 +383,7 @@ async def extend_leases(conn: asyncpg.Connection, claims: Sequence[Claim], lease
     """Push the lease of claims still held (a long round) to ``lease_until``; returns how many were extended."""
     if not claims:
         return 0
+    claims = sorted(claims, key=lambda c: c.notification_id)
     status = await conn.execute(
         """
         UPDATE notifications n SET locked_until = $3, next_attempt_at = $3
@@ -338,6 +418,36 @@ async def release_many(conn: asyncpg.Connection, claims: Sequence[Claim], now: d
         """,
         [c.notification_id for c in claims], [c.claim_no for c in claims], now, unsent,
     )
+
+
+async def failed(conn: asyncpg.Connection, *, channel: str | None = None, since: datetime | None = None,
+                 ids: Sequence[str] = (), limit: int = 1000) -> list[asyncpg.Record]:
+    """Messages that failed for good (oldest failure first), optionally of one channel, since a time, or by id."""
+    return await conn.fetch(
+        """
+        SELECT notification_id, channel, address, template, appeal_id, attempts, last_error, failed_at
+        FROM notifications
+        WHERE status = 'failed' AND ($1::text IS NULL OR channel = $1) AND ($2::timestamptz IS NULL OR failed_at >= $2)
+          AND (cardinality($3::text[]) = 0 OR notification_id = ANY($3::text[]))
+        ORDER BY failed_at, notification_id LIMIT $4
+        """,
+        channel, since, list(ids), limit,
+    )
+
+
+async def retry_failed(conn: asyncpg.Connection, notification_ids: Sequence[str], now: datetime) -> list[str]:
+    """Give failed messages a new retry budget: pending again, due now, under the same id. Returns those retried."""
+    rows = await conn.fetch(
+        """
+        UPDATE notifications SET status = 'pending', attempts = 0, retry_from_claim = claims, next_attempt_at = $2,
+                                 locked_until = NULL, failed_at = NULL,
+                                 last_error = 'retried by operations after: ' || coalesce(last_error, '')
+        WHERE notification_id = ANY($1::text[]) AND status = 'failed'
+        RETURNING notification_id
+        """,
+        list(notification_ids), now,
+    )
+    return [r["notification_id"] for r in rows]
 
 
 @dataclass(frozen=True)
