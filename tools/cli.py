@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module("tools.dlq").add_arguments(p)
     p.set_defaults(func=cmd_dlq)
 
+    p = sub.add_parser("notify", help="messages that failed for good: list them, send them again with a new budget")
+    importlib.import_module("tools.notify_ops").add_arguments(p)
+    p.set_defaults(func=lambda a: importlib.import_module("tools.notify_ops").main(a))
+
     p = sub.add_parser("chaos", help="the fault scenarios (make chaos): what kill -9, outages and poison lose or double")
     importlib.import_module("tools.chaos").add_arguments(p)
     p.set_defaults(func=lambda a: importlib.import_module("tools.chaos").run_from_args(a))

@@ -239,3 +239,39 @@ async def test_a_stop_mid_send_resends_only_what_was_with_the_gateway_and_counts
     assert set(sent) == ids and max(sent.values()) <= 2
     assert twice <= marked and counted == len(marked)  # only what was in flight went again, each counted
     assert {r["status"] for r in rows} == {"delivered"}
+
+
+# --- past the budget -------------------------------------------------------------------------------------------
+
+
+async def test_a_receipt_failed_past_its_budget_is_sent_again_by_retry_failed(
+        start_notify, js, db, gateway, recorder, servers, monkeypatch, capsys):
+    import argparse
+
+    from tools import notify_ops
+
+    async with start_notify():
+        await gateway.go_down()
+        event = registered(an_appeal_id(), a_phone())
+        await send(js, subjects.APPEAL_REGISTERED, event)
+        [row] = await wait_for(lambda: receipts_of(db, [event]), timeout=20, what="failed past its 3 attempts")
+        nid = row["notification_id"]
+        assert row["status"] == "failed"
+        await wait_for(lambda: recorder.on(subjects.NOTIFY_FAILED, notification_id=nid), what="ct.notify.failed")
+        await gateway.come_up()
+
+        monkeypatch.setenv("DATABASE_URL", servers["DATABASE_URL"])
+        parser = argparse.ArgumentParser()
+        notify_ops.add_arguments(parser)
+        listed = await asyncio.to_thread(notify_ops.main, parser.parse_args(["retry-failed", "--id", nid]))
+        assert listed == 0 and "1 would be sent again" in capsys.readouterr().out
+        assert (await db.fetchval("SELECT status FROM notify.notifications WHERE notification_id = $1", nid)) == "failed"
+        await asyncio.to_thread(notify_ops.main, parser.parse_args(["retry-failed", "--id", nid, "--yes"]))
+        assert "1 sent again" in capsys.readouterr().out
+        delivered = await wait_for(lambda: db.fetchrow("SELECT * FROM notify.notifications WHERE notification_id = $1 "
+                                                       "AND status = 'delivered'", nid), what="delivered after all")
+    assert delivered["attempts"] == 1 and delivered["retry_from_claim"] == 3
+    assert [m["id"] for m in gateway.messages if m["id"] == nid] == [nid]
+    outcomes = [o for _, o in await attempts_of(db, nid)]
+    assert outcomes == ["retried", "retried", "failed", "delivered"]
+    await wait_for(lambda: recorder.on(subjects.NOTIFY_DELIVERED, notification_id=nid), what="ct.notify.delivered")
