@@ -58,6 +58,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -76,7 +77,8 @@ from nats.js.errors import BadRequestError, NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from shared import metrics
-from shared.contracts.common import FieldError, field_errors
+from shared.contracts.common import FieldError, field_errors, printable
+from shared.contracts.inbound import UnitAction
 from shared.contracts.subjects import (
     STREAMS,
     StreamDef,
@@ -90,9 +92,87 @@ log = logging.getLogger("coffeetime.bus")
 M = TypeVar("M", bound=BaseModel)
 
 
+#: the subject tokens a templated inbound subject names (``ct.in.order.<unit_code>.<action>``): ASCII codes
+_SUBJECT_TOKEN = re.compile(r"[a-z][a-z0-9_]{1,47}")
+
+
+def parse_body(model: type[M], data: bytes) -> tuple[M | None, list[FieldError]]:
+    """``data`` as a ``model``, or None and one error per field; never raises, whatever the bytes.
+
+    The fast path is pydantic's own JSON reader. When it refuses the body as a
+    whole, the reason is told apart for the sender: not UTF-8 (and where), nested
+    too deeply, not JSON at all; a body that Python's reader still takes (a lone
+    surrogate such as ``"\\ud800"``, which pydantic's reader refuses) is validated
+    from there, so its error names the field.
+    """
+    try:
+        return model.model_validate_json(data), []
+    except ValidationError as exc:
+        refused = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
+        if refused is None:
+            return None, field_errors(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. a validator's own bug: still a rejection, never a crash
+        return None, [FieldError(field="body", message=f"could not be read ({type(exc).__name__})")]
+    return None, _unreadable_body(model, data, str((refused.get("ctx") or {}).get("error", "")))
+
+
+def _unreadable_body(model: type[BaseModel], data: bytes, why: str) -> list[FieldError]:
+    """The field-level reason why pydantic's JSON reader refused ``data`` (``why``: its words; see :func:`parse_body`)."""
+    if why.startswith("recursion limit"):
+        return [FieldError(field="body", message=f"JSON nested too deeply ({why})")]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [FieldError(field="body", message=f"not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}")]
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        return [FieldError(field="body", message="not a JSON object")]
+    try:
+        model.model_validate(body)
+    except ValidationError as exc:
+        return field_errors(exc)
+    except Exception as exc:  # noqa: BLE001
+        return [FieldError(field="body", message=f"could not be read ({type(exc).__name__})")]
+    # Python's reader took what pydantic's refused: not JSON as the contract means it (RFC 8259)
+    return [FieldError(field="body", message=printable(f"not valid JSON ({why})", 500))]
+
+
+def subject_errors(subject: str, model: type[BaseModel]) -> list[FieldError]:
+    """The errors of a templated inbound subject's own tokens (``ct.in.order.<unit_code>.<action>``)."""
+    if model is not UnitAction:
+        return []
+    tokens = subject.split(".")
+    if len(tokens) != 5 or not _SUBJECT_TOKEN.fullmatch(tokens[3]):
+        return [FieldError(field="subject", message=printable(
+            f"{subject}: the unit code in ct.in.order.<unit_code>.<action> is lower-case ASCII "
+            "(a letter, then letters, digits, _), 2 to 48 characters", 500))]
+    return []
+
+
+def parse_message(subject: str, data: bytes) -> tuple[Any, list[FieldError]]:
+    """What the consumers do to every fetched message: its subject's contract model, or the errors of each field.
+
+    Never raises: a body that is not UTF-8, not JSON, too deep or wrong in any field
+    gives a non-empty list of :class:`FieldError` (``field`` ``body`` for the body as
+    a whole, ``subject`` for a subject no contract covers).
+    """
+    try:
+        model = contract_for(subject)
+    except KeyError:
+        return None, [FieldError(field="subject", message=printable(f"no contract for {subject}", 500))]
+    parsed, errors = parse_body(model, data)
+    errors = subject_errors(subject, model) + errors
+    return (None if errors else parsed), errors
+
+
 @dataclass
 class Delivery:
-    """One fetched JetStream message, parsed into its contract model by the consumer before any handler."""
+    """One fetched JetStream message, parsed into its contract model by the consumer before any handler.
+
+    ``subject`` and ``msg_id`` are kept printable (:func:`~shared.contracts.common.printable`): they are
+    echoed in rejections, inbox keys and correlation ids, which PostgreSQL and JSON must always take.
+    """
 
     raw: Msg
     subject: str
@@ -106,7 +186,9 @@ class Delivery:
     @classmethod
     def of(cls, msg: Msg) -> Delivery:
         meta = msg.metadata
-        return cls(raw=msg, subject=msg.subject, data=msg.data, msg_id=(msg.headers or {}).get("Nats-Msg-Id"),
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+        return cls(raw=msg, subject=printable(msg.subject, 1000), data=msg.data,
+                   msg_id=printable(msg_id, 200) if msg_id is not None else None,
                    num_delivered=meta.num_delivered, stream_seq=meta.sequence.stream)
 
     @property
@@ -121,28 +203,22 @@ class Delivery:
 
     def parse(self, model: type[M]) -> M | None:
         """Validate the body against ``model``; on failure keep field errors and return None."""
-        self.parsed, self.errors = None, []
-        try:
-            self.parsed = model.model_validate_json(self.data)
-            return self.parsed
-        except ValidationError as exc:
-            if any(e["type"] == "json_invalid" for e in exc.errors()):
-                self.errors = [FieldError(field="body", message="not a JSON object")]
-            else:
-                self.errors = field_errors(exc)
-            return None
+        self.parsed, self.errors = parse_body(model, self.data)
+        return self.parsed
 
     def json(self) -> Any:
         return json.loads(self.data)
 
     def readable_field(self, name: str) -> str | None:
-        """A field read from a body that may be invalid, for error reports."""
+        """A field read from a body that may be invalid, for error reports: printable, at most 160 characters."""
         try:
             body = json.loads(self.data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
         value = body.get(name) if isinstance(body, dict) else None
-        return str(value)[:160] if value is not None else None
+        if value is None or isinstance(value, (dict, list)):
+            return None
+        return printable(str(value)[:160])
 
 
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
@@ -424,12 +500,7 @@ class ConsumerGroup:
         """
         kept = []
         for d in batch:
-            try:
-                model = contract_for(d.subject)
-            except KeyError:
-                d.errors = [FieldError(field="subject", message=f"no contract for {d.subject}")]
-            else:
-                d.parse(model)
+            d.parsed, d.errors = parse_message(d.subject, d.data)
             if d.parsed is None and sub.invalid == "dead_letter":
                 await self.dead_letter(sub, d, InvalidMessage(
                     f"{d.subject}: " + "; ".join(f"{e.field}: {e.message}" for e in d.errors)))

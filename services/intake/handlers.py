@@ -12,12 +12,11 @@ from collections.abc import Callable
 
 from faststream import Context
 from faststream.nats.message import NatsMessage
-from pydantic import ValidationError
 
 from services.intake import domain, use_cases
 from services.intake.duplicates import DuplicateSettings
 from shared import metrics
-from shared.bus import Delivery
+from shared.bus import Delivery, parse_body
 from shared.contracts import AppealQuery, AppealStatus, subjects
 from shared.contracts.subjects import contract_for
 from shared.district import load_district
@@ -43,12 +42,18 @@ def register(service: Service) -> None:
 
     @service.broker.subscriber(subjects.Q_APPEAL, queue=SERVICE, title="intake:ct.q.appeal")
     async def answer_status_query(message: NatsMessage = Context("message")) -> AppealStatus:
-        # the raw body, not a typed parameter: an invalid query is answered (found=false), not dropped
+        # the raw body, not a typed parameter: an invalid query is answered (found=false) with its field
+        # errors, read by the consumers' own parse path, never dropped (the asker would wait for nothing)
+        query, errors = parse_body(AppealQuery, message.body)
+        if query is None:
+            metrics.REJECTED.labels(SERVICE, subjects.Q_APPEAL).inc()
+            return AppealStatus(found=False, error="; ".join(f"{e.field}: {e.message}" for e in errors)[:1000],
+                                errors=errors)
         try:
-            query = AppealQuery.model_validate_json(message.body)
-        except ValidationError as exc:
-            return AppealStatus(found=False, error=str(exc).splitlines()[0])
-        return await use_cases.appeal_status(service.unit_of_work(), query)
+            return await use_cases.appeal_status(service.unit_of_work(), query)
+        except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL away: say so rather than let the asker time out
+            log.warning("status query failed", extra={"error": repr(exc)})
+            return AppealStatus(found=False, error="the status cannot be read now; ask again later")
 
 
 def duplicate_rules(service: Service) -> tuple[DuplicateSettings, Callable[[str], str | None]]:

@@ -390,3 +390,5 @@ class AppealStatus(Message):
     registered_at: Rfc3339 | None = Field(None, description="When intake registered it.")
     timeline: list[TimelineItem] = Field(default_factory=list, description="Everything that happened, oldest first.")
     error: str | None = Field(None, description="Why the query could not be answered.")
+    errors: list[FieldError] = Field(default_factory=list,
+                                     description="An invalid query's errors, one per field (found is false).")

@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
-from pydantic import Field, HttpUrl, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, Field, HttpUrl, TypeAdapter, ValidationError, model_validator
 
 from shared.contracts.common import (
     AppealKind,
     Content,
     EventKind,
     FieldError,
-    Message,
+    Inbound,
     Phone,
     Rating,
     ReceivedTime,
@@ -25,12 +25,15 @@ from shared.contracts.common import (
     SourceId,
     UnitCode,
     Uscc,
+    error_message,
+    past_date,
+    printable,
 )
 
 OptText = ShortText | None
 
 
-class HotlineCall(Message):
+class HotlineCall(Inbound):
     """`ct.in.appeal.hotline`: one call to the 24-hour enterprise hotline."""
 
     call_id: SourceId = Field(description="The hotline system's id of the call; also the `Nats-Msg-Id`.")
@@ -48,7 +51,7 @@ class HotlineCall(Message):
     recording_url: HttpUrl | None = Field(None, description="Where the call recording is kept.")
 
 
-class AppAppeal(Message):
+class AppAppeal(Inbound):
     """`ct.in.appeal.app`: an online appeal from a logged-in enterprise account."""
 
     submission_id: SourceId = Field(description="The app backend's id of the submission; also the `Nats-Msg-Id`.")
@@ -66,7 +69,7 @@ class AppAppeal(Message):
     attachments: list[HttpUrl] = Field(default_factory=list, max_length=20, description="URLs of attached files.")
 
 
-class ReceptionRecord(Message):
+class ReceptionRecord(Inbound):
     """`ct.in.appeal.reception`: taken at a reception day, by a chief representative or at a tea talk."""
 
     record_id: SourceId = Field(description="The record's id; also the `Nats-Msg-Id`.")
@@ -84,7 +87,7 @@ class ReceptionRecord(Message):
     kind: AppealKind = Field(AppealKind.appeal, description="appeal, consultation, complaint, suggestion or praise.")
 
 
-class EventItem(Message):
+class EventItem(Inbound):
     """One appeal raised at a coffee event, as the organiser recorded it."""
 
     item_no: int = Field(ge=1, le=10_000, description="Position in the event record, from 1.")
@@ -99,12 +102,13 @@ class EventItem(Message):
     proposed_deadline_days: int | None = Field(None, ge=1, le=365, description="Proposed deadline in working days (办理时限).")
 
 
-class EventRecord(Message):
+class EventRecord(Inbound):
     """`ct.in.event`: the record of a coffee event (主活动 or 子活动), one appeal per item."""
 
     event_id: SourceId = Field(description="The event's id; also the `Nats-Msg-Id`.")
     kind: EventKind = Field(description="main (主活动) or sub (子活动).")
-    date: dt.date = Field(description="The day the event took place (YYYY-MM-DD).")
+    date: Annotated[dt.date, AfterValidator(past_date)] = Field(
+        description="The day the event took place (YYYY-MM-DD), not in the future.")
     organizer_unit: ShortText = Field(description="The organising unit.")
     theme: OptText = Field(None, description="The event's theme, e.g. 企业发展之水电气保障.")
     attendees: list[ShortText] = Field(default_factory=list, max_length=500, description="Leaders and officials who attended.")
@@ -127,7 +131,7 @@ class EventRecord(Message):
 # all read from the union below.
 
 
-class Command(Message):
+class Command(Inbound):
     """A unit's, the lead unit's or the enterprise's request to dispatch; ``action`` names it."""
 
     #: who may give the command: the unit holding the order, the lead unit (牵头单位), or the enterprise
@@ -300,17 +304,16 @@ def command_errors(exc: ValidationError) -> list[FieldError]:
     out: list[FieldError] = []
     for err in exc.errors(include_url=False):
         if err["type"] == "union_tag_invalid":
-            out.append(FieldError(field="action", message=f"unknown action {err['ctx']['tag']!r}"))
+            out.append(FieldError(field="action", message=printable(f"unknown action {err['ctx']['tag']!r}")))
             continue
         loc = list(err["loc"])
         if loc and loc[0] in COMMAND_OF:
             loc = loc[1:]  # the union's tag
-        msg = err["msg"].removeprefix("Value error, ")
-        out.append(FieldError(field=".".join(str(p) for p in loc) or "body", message=msg))
+        out.append(FieldError(field=printable(".".join(str(p) for p in loc) or "body", 200), message=error_message(err)))
     return out
 
 
-class UnitAction(Message):
+class UnitAction(Inbound):
     """`ct.in.order.<unit_code>.<action>`: a unit acts on one of its work orders.
 
     The action comes from the subject; fields that the action does not use are ignored.
@@ -339,7 +342,7 @@ class UnitAction(Message):
         return parse_unit_command(action, self.model_dump(exclude_unset=True, exclude_none=True))
 
 
-class Feedback(Message):
+class Feedback(Inbound):
     """`ct.in.feedback`: the enterprise's rating of the reply (回访)."""
 
     feedback_id: SourceId = Field(description="The sender's id of this feedback; also the `Nats-Msg-Id`.")
@@ -349,7 +352,7 @@ class Feedback(Message):
     via: OptText = Field(None, description="app, sms, call, survey ...")
 
 
-class AppealQuery(Message):
+class AppealQuery(Inbound):
     """`ct.q.appeal` (request-reply): an appeal's status, by id or by channel + source id."""
 
     appeal_id: str | None = Field(None, max_length=40, description="The appeal id (as in the receipt).")
