@@ -142,8 +142,8 @@ def register_topics(service: Service) -> None:
                    **problems(422)},
     )
     async def hot_topics(
-        month: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
-                                  description="YYYY-MM; default: this month (Asia/Shanghai)."),
+        month: str | None = Query(None, pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])$",
+                                  description="YYYY-MM, years 2000-2999; default: this month (Asia/Shanghai)."),
         format: topics.Format = Query("json", description="json, csv or table."),  # noqa: A002 - the public name
         months_back: int = Query(3, ge=1, le=24, description="Previous months to compare with."),
     ) -> topics.TopicsReport | Response:
