@@ -11,6 +11,7 @@ import asyncpg
 
 from services.escalation.domain import (
     DIFFICULT_KEY,
+    AppealStep,
     Clock,
     ClosureKind,
     Firing,
@@ -269,6 +270,36 @@ async def mark_fired(conn: asyncpg.Connection, fired: Sequence[tuple[int, str]],
             " FROM unnest($3::bigint[], $4::text[]) AS s(firing_id, event_id) WHERE f.firing_id = s.firing_id",
             now, replica, [i for i, _ in fired], [e for _, e in fired],
         )
+
+
+# --- steps heard once per appeal ----------------------------------------------------------
+
+_ANNOUNCE_APPEAL_STEPS = """
+INSERT INTO appeal_escalations (appeal_id, round, level, event_id, late_orders, fired_at, fired_by)
+SELECT a, r, l, e, o::jsonb, $6, $7
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[]) AS s(a, r, l, e, o)
+ORDER BY a, r, l
+ON CONFLICT ON CONSTRAINT appeal_escalations_once DO NOTHING
+RETURNING appeal_id, round, level
+"""
+
+
+async def announce_appeal_steps(conn: asyncpg.Connection, steps: Sequence[tuple[AppealStep, str, str]],
+                                now: datetime, replica: str) -> set[AppealStep]:
+    """Record appeal steps as (step, event id, late orders as JSON); returns those recorded now, not before.
+
+    A step recorded before (or by another replica meanwhile: the insert waits
+    for that transaction, then finds its row) is not returned, so it is not
+    announced again. Rows go in key order, so two replicas recording
+    overlapping steps wait for each other in one order, never in a cycle.
+    """
+    if not steps:
+        return set()
+    rows = await conn.fetch(
+        _ANNOUNCE_APPEAL_STEPS, [s.appeal_id for s, _, _ in steps], [s.round for s, _, _ in steps],
+        [s.level for s, _, _ in steps], [e for _, e, _ in steps], [o for _, _, o in steps], now, replica,
+    )
+    return {AppealStep(r["appeal_id"], r["round"], r["level"]) for r in rows}
 
 
 # --- evaluation ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from services.escalation import store
-from services.escalation.domain import Clock, ClosureKind, Firing, OrderFacts, OrderPlan, StepState
+from services.escalation.domain import AppealStep, Clock, ClosureKind, Firing, OrderFacts, OrderPlan, StepState
 from services.escalation.store import Closure, DueStep, Rating
 from shared.contracts import MonthlyListItem
 from shared.unit_of_work import UnitOfWork
@@ -79,6 +79,11 @@ class ClockRepository:
     async def mark_fired(self, fired: Sequence[tuple[int, str]], now: datetime, replica: str) -> None:
         """(firing_id, event_id) of the steps whose events this transaction stages."""
         await store.mark_fired(self.conn, fired, now, replica)
+
+    async def announce_appeal_steps(self, steps: Sequence[tuple[AppealStep, str, str]], now: datetime,
+                                    replica: str) -> set[AppealStep]:
+        """Record appeal steps (step, event id, late orders JSON); returns those not recorded before."""
+        return await store.announce_appeal_steps(self.conn, steps, now, replica)
 
 
 class EvaluationRepository:

@@ -19,6 +19,7 @@ whole batch is one transaction. The rules are in :mod:`services.escalation.domai
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from datetime import datetime
 from typing import Protocol
@@ -140,8 +141,7 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
         update = updates.get(order_id)
         facts = domain.merge_facts(facts, update) if facts and update else facts or update
         assert facts is not None
-        closed_at, merged_at = domain.appeal_stops(closures_by_appeal.get(facts.appeal_id, ()), facts.dispatched_at)
-        facts = dataclasses.replace(facts, closed_at=closed_at, merged_at=merged_at)
+        facts = _with_appeal_stops(facts, closures_by_appeal)
         plan = domain.plan_order(facts, ctx.calendar)
         change = domain.reconcile(plan, states.get(order_id, {}))
         published = dict(published)
@@ -162,6 +162,12 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
                                             "cancelled": cancelled, "difficult": len(requests)})
 
 
+def _with_appeal_stops(facts: domain.OrderFacts, closures_by_appeal) -> domain.OrderFacts:
+    """The order's facts with the appeal's closure or merge that ends it (:func:`domain.appeal_stops`)."""
+    closed_at, merged_at = domain.appeal_stops(closures_by_appeal.get(facts.appeal_id, ()), facts.dispatched_at)
+    return dataclasses.replace(facts, closed_at=closed_at, merged_at=merged_at)
+
+
 # --- the scanner's round ----------------------------------------------------------------------
 
 
@@ -173,28 +179,95 @@ async def fire_due_steps(uow: EscalationWork, ctx: Context, now: datetime, limit
                          replica: str) -> list[DueStep]:
     """Claim up to ``limit`` due steps, stage their events (lowest step first), mark them fired by ``replica``.
 
-    Returns the steps fired. Each event's id is stable for (order, step), so a
-    step never makes two events.
+    Returns the steps fired. An order's own step (warnings, overdue 督办,
+    difficult) makes its own event, its id stable for (order, step). A step
+    heard once per appeal (district leader, supervision: :mod:`domain.appeal_steps`)
+    makes one event for the appeal and level, naming every late order, the
+    first time any order of the appeal reaches it; the steps of the appeal's
+    other orders at that level are marked fired with that event, and announce
+    nothing again (:func:`_appeal_step_events`).
     """
     claimed = await uow.clocks.claim_due(now, limit)
     if not claimed:
         return []
     stored = await uow.clocks.load_orders({s.order_id for s in claimed})
     known_units = {u.unit_code for u in ctx.district.units}
-    fired = []
-    for step in sorted(claimed, key=lambda s: (s.fire_at, _ladder_position(s.level), s.firing_id)):
-        facts = stored[step.order_id][0] if step.order_id in stored else domain.OrderFacts(
+    ordered = sorted(claimed, key=lambda s: (s.fire_at, _ladder_position(s.level), s.firing_id))
+    facts_of = {
+        step.firing_id: stored[step.order_id][0] if step.order_id in stored else domain.OrderFacts(
             order_id=step.order_id, appeal_id=step.appeal_id, unit_code=step.unit_code)
+        for step in ordered
+    }
+    appeal_events, announced = await _appeal_step_events(uow, ctx, ordered, facts_of, now, replica)
+    fired = []
+    for step in ordered:
+        facts = facts_of[step.firing_id]
         if facts.unit_code not in known_units:
             log.warning("unit not in the district configuration; the lead unit is told in its place",
                         extra={"unit_code": facts.unit_code, "order_id": facts.order_id})
-        targets = domain.targets_for_order(step.level, facts.unit_code, ctx.district, facts.category, step.clock)
-        subject, event = domain.step_event(facts, step.level, step.clock, step.due_at, step.step_key, targets, now,
-                                           requested_reason=step.requested_reason)
-        uow.publish(subject, event)
+        appeal_step = domain.appeal_step_of(facts, step.level)
+        if appeal_step is not None:
+            event = appeal_events[appeal_step]
+            if appeal_step in announced:
+                uow.publish(subjects.APPEAL_ESCALATED, event)
+                announced.discard(appeal_step)  # once, at its lowest place in the round's order
+        else:
+            targets = domain.targets_for_order(step.level, facts.unit_code, ctx.district, facts.category, step.clock)
+            subject, event = domain.step_event(facts, step.level, step.clock, step.due_at, step.step_key, targets,
+                                               now, requested_reason=step.requested_reason)
+            uow.publish(subject, event)
         fired.append((step.firing_id, event.event_id))
     await uow.clocks.mark_fired(fired, now, replica)
     return claimed
+
+
+async def _appeal_step_events(
+    uow: EscalationWork, ctx: Context, ordered: list[DueStep], facts_of: dict[int, domain.OrderFacts],
+    now: datetime, replica: str,
+) -> tuple[dict[domain.AppealStep, ev.AppealEscalated], set[domain.AppealStep]]:
+    """The event of each appeal step among ``ordered``, and the steps recorded now (to announce).
+
+    Each event names every order of its appeal late at ``now``
+    (:func:`domain.late_orders`); a step recorded before, by this or another
+    replica, keeps its event id and is not announced again.
+    """
+    firing: dict[domain.AppealStep, dict[str, datetime]] = {}
+    firing_facts: dict[domain.AppealStep, dict[str, domain.OrderFacts]] = {}
+    for step in ordered:
+        facts = facts_of[step.firing_id]
+        appeal_step = domain.appeal_step_of(facts, step.level)
+        if appeal_step is None:
+            continue
+        assert step.due_at is not None, "a ladder step has its deadline"
+        firing.setdefault(appeal_step, {})[step.order_id] = step.due_at
+        firing_facts.setdefault(appeal_step, {})[step.order_id] = facts
+    if not firing:
+        return {}, set()
+    appeal_ids = {s.appeal_id for s in firing}
+    stored = await uow.clocks.load_orders(await uow.clocks.orders_of_appeals(appeal_ids))
+    closures = await uow.clocks.closures_of(appeal_ids)
+    plans: dict[str, dict[str, tuple[domain.OrderFacts, domain.OrderPlan]]] = {}
+    for stored_facts, _published in stored.values():
+        facts = _with_appeal_stops(stored_facts, closures)
+        plans.setdefault(facts.appeal_id, {})[facts.order_id] = (facts, domain.plan_order(facts, ctx.calendar))
+    events: dict[domain.AppealStep, ev.AppealEscalated] = {}
+    records = []
+    for appeal_step in sorted(firing):
+        # the orders whose step fires are named even if their facts were never stored (no plan: nothing more)
+        orders = {o: (f, domain.OrderPlan()) for o, f in firing_facts[appeal_step].items()}
+        orders |= plans.get(appeal_step.appeal_id, {})
+        late = domain.late_orders(now, firing[appeal_step], orders.values())
+        facts = next(iter(firing_facts[appeal_step].values()))
+        targets = domain.targets_for_order(appeal_step.level, late[0].unit_code, ctx.district, facts.category)
+        event = domain.appeal_step_event(appeal_step, facts, late, targets, now)
+        events[appeal_step] = event
+        records.append((appeal_step, event.event_id,
+                        json.dumps([o.model_dump(mode="json") for o in late], ensure_ascii=False)))
+    announced = await uow.clocks.announce_appeal_steps(records, now, replica)
+    for appeal_step in sorted(set(events) - announced):
+        log.debug("appeal step announced before; this order's step is recorded under it",
+                  extra={"appeal_id": appeal_step.appeal_id, "level": appeal_step.level})
+    return events, announced
 
 
 # --- the monthly list --------------------------------------------------------------------------

@@ -298,11 +298,30 @@ class DeadlineWarning(DomainEvent):
     summary: str = Field("", description="The appeal summary.")
 
 
-class AppealEscalated(DomainEvent):
-    """`ct.appeal.escalated`: the appeal climbed a step of the ladder."""
+class LateOrder(Message):
+    """One work order named by an appeal's escalation to the district leader or the supervision office."""
 
     order_id: str = Field(description="The work order.")
-    unit_code: str = Field(description="The unit.")
+    unit_code: str = Field(description="Its unit.")
+    unit: str = Field("", description="The unit's name.")
+    role: str | None = Field(None, description="lead (主办) or co (协办).")
+    due_at: Rfc3339 | None = Field(None, description="Its handling deadline.")
+    overdue_seconds: int = Field(0, description="How late it was when the step fired, in seconds of wall time.")
+
+
+class AppealEscalated(DomainEvent):
+    """`ct.appeal.escalated`: the appeal climbed a step of the ladder.
+
+    `overdue` (督办) and `difficult` concern one work order: one event per order.
+    `district_leader` and `supervision` concern the appeal: one event per appeal and
+    level (and reopening round), however many co-handling orders (协办) are late;
+    `late_orders` names every order of the appeal late when it fired, and
+    `order_id`, `unit_code`, `unit`, `due_at` and `overdue_seconds` repeat the
+    first of them (the earliest deadline).
+    """
+
+    order_id: str = Field(description="The work order (district_leader, supervision: the first of `late_orders`).")
+    unit_code: str = Field(description="The unit (district_leader, supervision: the first of `late_orders`).")
     unit: str = Field("", description="The unit's name.")
     level: Literal["overdue", "district_leader", "supervision", "difficult"] = Field(
         description="overdue (督办: unit head and lead unit), district_leader, supervision (通报), difficult (at the unit's request)."
@@ -313,6 +332,12 @@ class AppealEscalated(DomainEvent):
     overdue_seconds: int = Field(0, description="How late, in seconds of wall time.")
     targets: list[Person] = Field(default_factory=list, description="Who must hear.")
     summary: str = Field("", description="The appeal summary.")
+    late_orders: list[LateOrder] = Field(
+        default_factory=list,
+        description="district_leader, supervision: every order of the appeal late when the step fired (those whose "
+                    "step at this level fired, and every one still open past its handling deadline), earliest "
+                    "deadline first. Empty for overdue and difficult.",
+    )
 
 
 class MonthlyListItem(Message):

@@ -9,6 +9,7 @@ ratings once per event).
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -17,7 +18,7 @@ import pytest
 
 from services.escalation import use_cases
 from services.escalation.config import Context, EscalationConfig, context
-from services.escalation.domain import DIFFICULT_KEY, CategoryPolicy, OrderFacts, PolicyTable
+from services.escalation.domain import DIFFICULT_KEY, AppealStep, CategoryPolicy, OrderFacts, PolicyTable
 from services.escalation.store import Closure, DueStep, Rating
 from services.escalation.use_cases import Received
 from shared.contracts import MonthlyListItem, subjects
@@ -44,6 +45,7 @@ class FakeClocks:
         self.closures: dict[str, Closure] = {}
         self.ratings: dict[tuple[str, str], Rating] = {}
         self.firings: dict[tuple[str, str], dict] = {}
+        self.appeal_steps: dict[AppealStep, dict] = {}
         self.locked: list[list[str]] = []
         self.loads = 0
 
@@ -119,6 +121,14 @@ class FakeClocks:
         by_id = {r["firing_id"]: r for r in self.firings.values()}
         for firing_id, event_id in fired:
             by_id[firing_id].update(state="fired", event_id=event_id, fired_by=replica)
+
+    async def announce_appeal_steps(self, steps, now, replica) -> set[AppealStep]:
+        # as the table's unique key: a step recorded once, whoever records it again
+        new = {step for step, _, _ in steps if step not in self.appeal_steps}
+        for step, event_id, late in steps:
+            self.appeal_steps.setdefault(step, {"event_id": event_id, "late_orders": json.loads(late),
+                                                "fired_at": now, "fired_by": replica})
+        return new
 
     def levels(self, order_id: str, state: str | None = None) -> list[tuple[str, str]]:
         rows = sorted((r for (o, _), r in self.firings.items() if o == order_id and state in (None, r["state"])),
@@ -357,3 +367,83 @@ async def test_a_bad_month_is_refused_before_anything_is_read(uow):
         async with uow:
             await use_cases.publish_monthly_list(uow, "2031-13", at(2031, 6, 1, 9, 0))
     assert uow.rollbacks == 1 and uow.evaluation.asked == []
+
+
+# --- co-handling orders: the leader and the supervision office hear once per appeal -------------------
+
+
+CO_UNIT = "transport_bureau"
+
+
+def co_dispatched(appeal_id: str, order_id: str, unit_code: str, role: str, received_at: datetime,
+                  occurred_at: datetime, deadline_days: int = 5) -> Received:
+    fields = _order(appeal_id, order_id, occurred_at) | {"unit_code": unit_code, "unit": unit_code}
+    event = ev.OrderDispatched(**fields, role=role, category="交通出行", received_at=received_at,
+                               deadline_days=deadline_days, sign_hours=4, policy=SNAPSHOT,
+                               summary="东航中心路口左转车道通行不便")
+    return Received(subjects.ORDER_DISPATCHED, event, event.event_id)
+
+
+def escalations(uow, level: str) -> list[ev.AppealEscalated]:
+    return [e for e in uow.published(subjects.APPEAL_ESCALATED) if e.level == level]
+
+
+async def test_a_co_handled_backlog_appeal_reaches_the_leader_and_supervision_once_each_naming_both_units(uow, ctx):
+    appeal = new_appeal()
+    lead, co = f"{appeal}-01", f"{appeal}-02"
+    await record(uow, ctx, co_dispatched(appeal, lead, UNIT, "lead", at(2026, 3, 2, 10, 0), at(2026, 6, 1, 10, 0)),
+                 co_dispatched(appeal, co, CO_UNIT, "co", at(2026, 3, 2, 10, 0), at(2026, 6, 1, 10, 0)),
+                 now=at(2026, 6, 1, 10, 0))
+    uow.committed.clear()
+
+    fired = await fire(uow, ctx, at(2026, 6, 1, 10, 1))
+    assert len(fired) == 6  # overdue, district_leader and supervision of each order
+    levels = [e.level for e in uow.published(subjects.APPEAL_ESCALATED)]
+    assert levels == ["overdue", "overdue", "district_leader", "supervision"]  # lowest first
+    assert {e.order_id for e in escalations(uow, "overdue")} == {lead, co}  # each unit's own notice (督办)
+    for level in ("district_leader", "supervision"):
+        (event,) = escalations(uow, level)
+        assert [(o.order_id, o.unit_code, o.role) for o in event.late_orders] == [(lead, UNIT, "lead"), (co, CO_UNIT, "co")]
+        assert event.order_id == lead and event.due_at == at(2026, 3, 9, 17, 30)
+        assert uow.clocks.appeal_steps[AppealStep(appeal, 0, level)]["event_id"] == event.event_id
+        # both orders' steps are recorded as fired, under the one event
+        rows = [r for r in uow.clocks.firings.values() if r["level"] == level]
+        assert {r["order_id"] for r in rows} == {lead, co} and {r["event_id"] for r in rows} == {event.event_id}
+    assert [(t.role, t.name) for t in escalations(uow, "district_leader")[0].targets] == [("district_leader", "刘建国")]
+    assert await fire(uow, ctx, at(2026, 6, 1, 10, 2)) == []
+
+
+async def test_an_order_late_at_a_level_later_is_recorded_under_the_first_event_and_not_announced_again(uow, ctx):
+    appeal = new_appeal()
+    lead, co = f"{appeal}-01", f"{appeal}-02"
+    # lead due 13 October, co due 20 October (10 working days): the co order is not late when the leader hears
+    await record(uow, ctx, co_dispatched(appeal, lead, UNIT, "lead", at(2026, 9, 30, 10, 0), at(2026, 9, 30, 11, 0)),
+                 co_dispatched(appeal, co, CO_UNIT, "co", at(2026, 9, 30, 10, 0), at(2026, 9, 30, 11, 0),
+                               deadline_days=10))
+    await fire(uow, ctx, at(2026, 10, 15, 17, 31))
+    (leader,) = escalations(uow, "district_leader")
+    assert [o.order_id for o in leader.late_orders] == [lead] and leader.overdue_seconds == 2 * 86400 + 60
+
+    await fire(uow, ctx, at(2026, 10, 22, 17, 31))  # the co order: overdue 20 October, leader level 22 October
+    assert len(escalations(uow, "district_leader")) == 1  # heard once for the appeal
+    co_overdue = [e for e in escalations(uow, "overdue") if e.order_id == co and e.clock == "handling"]
+    assert len(co_overdue) == 1 and co_overdue[0].late_orders == []  # the co unit's own overdue notice (督办)
+    co_leader = next(r for r in uow.clocks.firings.values() if r["order_id"] == co and r["level"] == "district_leader")
+    assert co_leader["state"] == "fired" and co_leader["event_id"] == leader.event_id
+    # the lead order's supervision step (20 October) named both: the co order was overdue by then
+    (notice,) = escalations(uow, "supervision")
+    assert [o.order_id for o in notice.late_orders] == [lead, co]
+
+
+async def test_an_appeal_step_recorded_by_another_replica_is_not_announced_again(uow, ctx):
+    appeal = new_appeal()
+    order = f"{appeal}-01"
+    await record(uow, ctx, co_dispatched(appeal, order, UNIT, "lead", at(2026, 3, 2, 10, 0), at(2026, 6, 1, 10, 0)),
+                 now=at(2026, 6, 1, 10, 0))
+    other = AppealStep(appeal, 0, "district_leader")
+    uow.clocks.appeal_steps[other] = {"event_id": other.event_id, "late_orders": [], "fired_at": at(2026, 6, 1, 10, 0),
+                                      "fired_by": "replica-2"}
+    await fire(uow, ctx, at(2026, 6, 1, 10, 1))
+    assert [e.level for e in uow.published(subjects.APPEAL_ESCALATED)] == ["overdue", "supervision"]
+    step = next(r for r in uow.clocks.firings.values() if r["level"] == "district_leader")
+    assert step["state"] == "fired" and step["event_id"] == other.event_id

@@ -12,15 +12,25 @@ One file a concept:
 * :mod:`.order_clock` — one order's facts (:class:`OrderFacts`, :func:`merge_facts`,
   :func:`order_facts_from_event`), its deadlines (:func:`sign_for_due_at`,
   :func:`handling_due_at`), its plan (:func:`plan_order`) and :func:`reconcile`.
+* :mod:`.appeal_steps` — the steps heard once per appeal (district leader, supervision), naming
+  every late co-handling order: :class:`AppealStep`, :func:`appeal_step_of`, :func:`late_orders`.
 * :mod:`.events` — the events escalation publishes, with stable ids: :func:`step_event`,
-  :func:`deadline_set_event`.
+  :func:`appeal_step_event`, :func:`deadline_set_event`.
 * :mod:`.ranking` — unit evaluation and ranking (考评排名): :func:`evaluate_unit`, :func:`rank_units`.
 
 Every name is re-exported here, so ``domain.X`` works whichever file holds ``X``.
 """
 
+from services.escalation.domain.appeal_steps import APPEAL_LEVELS, AppealStep, appeal_step_of, late_orders
 from services.escalation.domain.clock_changes import CLOCK_EVENTS, ClockChange, cancelled_levels, clock_change
-from services.escalation.domain.events import deadline_set_event, stable_event_id, step_event, step_reason
+from services.escalation.domain.events import (
+    appeal_step_event,
+    appeal_step_reason,
+    deadline_set_event,
+    stable_event_id,
+    step_event,
+    step_reason,
+)
 from services.escalation.domain.ladder import (
     CLOCKS,
     DIFFICULT_KEY,
@@ -72,12 +82,12 @@ from services.escalation.domain.ranking import (
 from services.escalation.domain.recipients import targets_for, targets_for_order
 
 __all__ = [
-    "CLOCKS", "CLOCK_EVENTS", "DIFFICULT_KEY", "ESCALATION_LEVELS", "LADDER", "URGENT_POLICY", "WARNING_LEVELS",
-    "CategoryPolicy", "Clock", "ClockChange", "ClosureKind", "EscalationPolicy", "EvaluationWeights", "Firing",
+    "APPEAL_LEVELS", "CLOCKS", "CLOCK_EVENTS", "DIFFICULT_KEY", "ESCALATION_LEVELS", "LADDER", "URGENT_POLICY", "WARNING_LEVELS",
+    "AppealStep", "CategoryPolicy", "Clock", "ClockChange", "ClosureKind", "EscalationPolicy", "EvaluationWeights", "Firing",
     "Level", "OrderFacts", "OrderPlan", "PolicyOverride", "PolicyTable", "RankedUnit", "Ranking", "Reconciliation",
     "StepState", "TargetLevel", "UnitEvaluation", "UnitMonthStats",
-    "appeal_stops", "cancelled_levels", "clock_change", "deadline_set_event", "deadlines_to_publish",
-    "evaluate_unit", "firings_due", "handling_due_at", "merge_facts", "order_facts_from_event", "overdue_seconds",
+    "appeal_step_event", "appeal_step_of", "appeal_step_reason", "appeal_stops", "cancelled_levels", "clock_change", "deadline_set_event", "deadlines_to_publish",
+    "evaluate_unit", "firings_due", "handling_due_at", "late_orders", "merge_facts", "order_facts_from_event", "overdue_seconds",
     "plan_firings", "plan_order", "rank_units", "rate", "reason_for", "reconcile", "resolve_policy",
     "sign_for_due_at", "stable_event_id", "step_event", "step_reason", "targets_for", "targets_for_order",
 ]

@@ -1,5 +1,8 @@
 """The events escalation publishes: ``ct.deadline.set``, ``ct.deadline.warning`` and ``ct.appeal.escalated``.
 
+An order's own steps: :func:`step_event`; an appeal's step heard once (district leader,
+supervision): :func:`appeal_step_event`.
+
 Their ids are stable per fact (:func:`stable_event_id`), so a repeat is harmless.
 """
 
@@ -7,13 +10,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.escalation.domain.ladder import WARNING_LEVELS, Clock, Firing, TargetLevel, overdue_seconds, reason_for
 from services.escalation.domain.order_clock import OrderFacts
 from shared.contracts.common import SHANGHAI
-from shared.contracts.events import AppealEscalated, DeadlineSet, DeadlineWarning, Person
+from shared.contracts.events import AppealEscalated, DeadlineSet, DeadlineWarning, LateOrder, Person
 from shared.contracts.subjects import APPEAL_ESCALATED, DEADLINE_WARNING
+
+if TYPE_CHECKING:
+    from services.escalation.domain.appeal_steps import AppealStep
 
 _EVENT_NAMESPACE = uuid.UUID("5b0f3a8e-7c1d-4e44-9a51-2f6c0d7e9b13")
 
@@ -76,4 +82,41 @@ def step_event(
         **base, unit=facts.unit, level=level, reason=reason, clock=clock, due_at=due,
         overdue_seconds=overdue_seconds(due_at, now) if due_at is not None else 0,
         targets=people, summary=facts.summary,
+    )
+
+
+def appeal_step_reason(level: str, late: list[LateOrder]) -> str:
+    """A short English reason: the one missed deadline, or how many orders missed theirs."""
+    first = late[0]
+    assert first.due_at is not None
+    if len(late) == 1:
+        return reason_for(Firing(level, first.due_at, "handling", first.due_at))  # type: ignore[arg-type]
+    due = first.due_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    whom = "the district leader" if level == "district_leader" else "the supervision office for notice"
+    return (f"{len(late)} work orders past their handling deadlines (the earliest {due}); "
+            f"still open, reported to {whom}")
+
+
+def appeal_step_event(
+    step: AppealStep,
+    facts: OrderFacts,
+    late: list[LateOrder],
+    targets: list[dict[str, str | None]],
+    now: datetime,
+) -> AppealEscalated:
+    """The one ``ct.appeal.escalated`` of an appeal step, naming ``late`` (from :func:`late_orders`).
+
+    ``facts``: an order of the appeal whose step fires (the appeal's summary and
+    references). ``order_id``, ``unit_code``, ``unit``, ``due_at`` and
+    ``overdue_seconds`` are those of the first late order.
+    """
+    if not late:
+        raise ValueError(f"{step}: an appeal step names at least the order whose step fires")
+    level: TargetLevel = step.level  # type: ignore[assignment]
+    first = late[0]
+    base = _base(facts, now, step.event_id) | {"order_id": first.order_id, "unit_code": first.unit_code}
+    return AppealEscalated(
+        **base, unit=first.unit, level=level, reason=appeal_step_reason(step.level, late), clock="handling",
+        due_at=first.due_at, overdue_seconds=first.overdue_seconds,
+        targets=[Person.model_validate(t) for t in targets], summary=facts.summary, late_orders=late,
     )
