@@ -16,7 +16,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from shared.contracts.events import MonthlyListItem, Party, Person
+from shared.contracts.events import LateOrder, MonthlyListItem, Party, Person
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,24 @@ class ListItem:
         late = int((item.noticed_at - item.due_at).total_seconds()) if item.due_at is not None else 0
         return cls(appeal_id=item.appeal_id, unit=item.unit or item.unit_code, summary=item.summary,
                    due_at=item.due_at, overdue_seconds=max(0, late), level=item.level)
+
+
+@dataclass(frozen=True)
+class LateOrderLine:
+    """One late work order an appeal's escalation names (``AppealEscalated.late_orders``)."""
+
+    order_id: str
+    unit_code: str
+    unit: str = ""
+    role: str | None = None
+    due_at: datetime | None = None
+    overdue_seconds: int = 0
+
+    @classmethod
+    def of(cls, order: LateOrder) -> LateOrderLine:
+        """The line of a late order, as the event gives it."""
+        return cls(order_id=order.order_id, unit_code=order.unit_code, unit=order.unit, role=order.role,
+                   due_at=order.due_at, overdue_seconds=order.overdue_seconds)
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,8 @@ class EventFacts:
     """District leaders the event's targets name."""
     month: str | None = None
     items: tuple[ListItem, ...] = ()
+    late_orders: tuple[LateOrderLine, ...] = ()
+    """The late orders an appeal's escalation to the leader or the supervision office names."""
 
 
 def _text(value: object) -> str | None:
@@ -141,4 +161,5 @@ def facts_of(subject: str, event: BaseModel) -> EventFacts:
                             if isinstance(t, Person) and t.role == "district_leader" and t.name),
         month=_text(get("month")),
         items=tuple(ListItem.of(i) for i in get("items") or [] if isinstance(i, MonthlyListItem)),
+        late_orders=tuple(LateOrderLine.of(o) for o in get("late_orders") or [] if isinstance(o, LateOrder)),
     )

@@ -89,6 +89,9 @@ _SAMPLE_VALUES = {
     "month": "2026-12",
     "items": "",
     "item_count": "100",
+    "late_units": "区经济科技和信息化局（主办，超期10天23小时）、区住房和城乡建设局（协办，超期9天）",
+    "late_orders": "",
+    "late_count": "2",
 }
 
 

@@ -61,13 +61,17 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "month": "The month of a monthly list.",
     "items": "The lines of a monthly list.",
     "item_count": "The number of lines of a monthly list.",
+    "late_units": "The late units an escalation names, with their role and how late (the leader's SMS).",
+    "late_orders": "The late work orders an escalation names, one a line: order, unit, deadline, how late.",
+    "late_count": "How many late work orders an escalation names.",
 }
 
 PROTECTED_VARIABLES = frozenset({"appeal_id", "order_id", "deadline", "rating_instructions", "urgent_mark"})
 """Never shortened to fit an SMS."""
 
 DEFAULT_SHRINK_ORDER: tuple[str, ...] = (
-    "summary", "reply", "answer", "comment", "reason", "items", "enterprise", "recipient", "unit",
+    "summary", "reply", "answer", "comment", "reason", "items", "late_orders", "enterprise", "recipient", "unit",
+    "late_units",
 )
 
 

@@ -1,7 +1,8 @@
 """Template variables: what each ``{placeholder}`` says for one event, in zh or en.
 
 Labels (主办 / lead, 签收 / sign-for, levels, outcomes), times shown in Asia/Shanghai,
-durations in days and hours, and the lines of a monthly list.
+durations in days and hours, the lines of a monthly list, and the late units and orders
+an escalation to the district leader or the supervision office names.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from services.notify.domain.facts import LateOrderLine
 from services.notify.domain.quiet_hours import SHANGHAI
 from services.notify.domain.ratings import RATING_INSTRUCTIONS
 from shared.district import District
@@ -118,6 +120,57 @@ def _items(event: EventFacts, lang: str) -> str:
     return "\n".join(lines)
 
 
+def _unit_name(unit: str | None, unit_code: str | None, district: District) -> str:
+    if unit:
+        return unit
+    if not unit_code:
+        return ""
+    try:
+        return district.unit(unit_code).name
+    except KeyError:
+        return unit_code
+
+
+def _late_orders(event: EventFacts) -> tuple[LateOrderLine, ...]:
+    """The late orders the event names; an event without the list names its own order when it is late."""
+    if event.late_orders:
+        return event.late_orders
+    if event.order_id and event.unit_code and event.overdue_seconds:
+        return (LateOrderLine(order_id=event.order_id, unit_code=event.unit_code, unit=event.unit or "",
+                              role=event.role, due_at=event.due_at, overdue_seconds=event.overdue_seconds),)
+    return ()
+
+
+def _late_units(late: tuple[LateOrderLine, ...], district: District, lang: str) -> str:
+    """``区公安分局交警大队（主办，超期2天）、区交通运输局（协办，超期1天）``: short enough for an SMS."""
+    parts = []
+    for o in late:
+        bits = [b for b in (_label(lang, "order_role", o.role) if o.role else "",
+                            (f"{_fmt_duration(o.overdue_seconds, lang)} overdue" if lang == "en"
+                             else f"超期{_fmt_duration(o.overdue_seconds, lang)}")) if b]
+        name = _unit_name(o.unit, o.unit_code, district)
+        parts.append(f"{name} ({', '.join(bits)})" if lang == "en" else f"{name}（{'，'.join(bits)}）")
+    return ("; " if lang == "en" else "、").join(parts)
+
+
+def _late_order_lines(late: tuple[LateOrderLine, ...], district: District, lang: str) -> str:
+    """One line a late order: ``1. 工单CT-…-01 区公安分局交警大队（主办）：时限10月13日 17:30；超期7天``."""
+    lines = []
+    for i, o in enumerate(late, start=1):
+        name = _unit_name(o.unit, o.unit_code, district)
+        role = _label(lang, "order_role", o.role) if o.role else ""
+        late_by = _fmt_duration(o.overdue_seconds, lang)
+        if lang == "en":
+            head = f"{i}. work order {o.order_id}, {name}" + (f" ({role})" if role else "")
+            bits = ([f"due {_fmt_time(o.due_at, lang)}"] if o.due_at else []) + [f"{late_by} overdue"]
+            lines.append(f"{head}: {'; '.join(bits)}")
+        else:
+            head = f"{i}. 工单{o.order_id} {name}" + (f"（{role}）" if role else "")
+            bits = ([f"时限{_fmt_time(o.due_at, lang)}"] if o.due_at else []) + [f"超期{late_by}"]
+            lines.append(f"{head}：{'；'.join(bits)}")
+    return "\n".join(lines)
+
+
 def template_variables(
     subject: str,
     event: EventFacts,
@@ -135,12 +188,8 @@ def template_variables(
     """
     lang = "en" if lang == "en" else "zh"
     labels = _LABELS[lang]
-    unit_name = event.unit or ""
-    if not unit_name and event.unit_code:
-        try:
-            unit_name = district.unit(event.unit_code).name
-        except KeyError:
-            unit_name = event.unit_code
+    unit_name = _unit_name(event.unit, event.unit_code, district)
+    late = _late_orders(event)
     if event.due_at is not None:
         deadline = _fmt_time(event.due_at, lang)
     elif event.deadline_days is not None:
@@ -179,4 +228,7 @@ def template_variables(
         "month": event.month or "",
         "items": _items(event, lang),
         "item_count": str(len(event.items)),
+        "late_units": _late_units(late, district, lang),
+        "late_orders": _late_order_lines(late, district, lang),
+        "late_count": str(len(late)),
     }
