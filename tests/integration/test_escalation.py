@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import re
+import socket
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
@@ -20,18 +21,24 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
+import yaml
+from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 
 from services.escalation import evaluation, store
 from services.escalation.__main__ import create_service, scanner_of
 from services.escalation.config import context
+from services.escalation.domain import AppealStep
+from services.notify.__main__ import create_service as create_notify
 from shared import clock
 from shared.contracts import events as ev
 from shared.contracts import subjects
 from shared.db import migrate
+from shared.district import DEFAULT_PATH as DISTRICT_FILE
 from shared.district import district
 from tests.support import Recorder, running, wait_for
 from tools import report
+from tools.sms_sink import LocalSmsSink
 
 pytestmark = pytest.mark.integration
 
@@ -708,3 +715,198 @@ async def test_the_supervision_office_gets_one_monthly_list_of_the_months_public
     # (orders of earlier tests in the shared stream may be noticed in that month too)
     mine = [i for i in lists[0]["items"] if i["order_id"] == order]
     assert len(mine) == 1 and mine[0]["level"] == "supervision" and mine[0]["unit_code"] == UNIT
+
+
+# --- co-handling orders: the district leader and the supervision office hear once per appeal -----------------
+
+
+LEADER_PHONE = "13700000001"  # 刘建国, who coordinates 交通出行
+
+
+def appeal_escalations(recorder: Recorder, appeal_id: str, level: str) -> list[dict]:
+    return [body for subject, body, _ in recorder.messages
+            if subject == subjects.APPEAL_ESCALATED and body["appeal_id"] == appeal_id and body["level"] == level]
+
+
+async def co_handled(js, db, appeal: str, *, co_deadline_days: int) -> tuple[str, str]:
+    """A lead order (due 13 October 17:30) and a co-handling one, both signed at once; returns their ids."""
+    lead, co = f"{appeal}-01", f"{appeal}-02"
+    for order, unit, role, days in ((lead, UNIT, "lead", 5), (co, CO_UNIT, "co", co_deadline_days)):
+        await send(js, subjects.ORDER_DISPATCHED, dispatched(appeal, order, received_at=at(2026, 9, 30, 10, 0),
+                                                             occurred_at=at(2026, 9, 30, 11, 0), unit_code=unit,
+                                                             role=role, deadline_days=days))
+        await send(js, subjects.ORDER_SIGNED, signed(appeal, order, at(2026, 9, 30, 11, 30), unit))
+    for order in (lead, co):
+        await fact(db, order, "signed_at IS NOT NULL AND handling_due IS NOT NULL")
+    return lead, co
+
+
+class Mailbox:
+    """An aiosmtpd handler keeping the e-mails it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ARG002 - aiosmtpd's signature
+        self.messages.append(envelope.original_content)
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def notify_sinks(tmp_path):
+    """An SMS gateway and group-robot endpoint, an SMTP server, and a district file whose robots post to the sink."""
+    async with LocalSmsSink() as sink:
+        raw = yaml.safe_load(DISTRICT_FILE.read_text(encoding="utf-8"))
+        for unit in raw["units"]:
+            if unit.get("wecom_webhook"):
+                unit["wecom_webhook"] = sink.webhook_url(unit["unit_code"])
+        district_file = tmp_path / "district.yaml"
+        district_file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        port = free_port()
+        controller = Controller(Mailbox(), hostname="127.0.0.1", port=port, ready_timeout=10.0)
+        controller.start()
+        try:
+            yield {"sink": sink, "smtp_port": port, "district_config": str(district_file)}
+        finally:
+            controller.stop()
+
+
+async def test_co_handling_orders_late_at_a_level_are_announced_once_per_appeal_naming_every_late_unit(
+        escalation, servers, frozen, js, db, recorder, notify_sinks, monkeypatch):
+    monkeypatch.setenv("NOTIFY_MAX_ATTEMPTS", "3")
+    sink = notify_sinks["sink"]
+    async with running(create_notify, servers, sms_gateway_url=sink.url, smtp_host="127.0.0.1",
+                       smtp_port=notify_sinks["smtp_port"], quiet_hours="",
+                       district_config=notify_sinks["district_config"]):
+        appeal = new_appeal()
+        registration = ev.AppealRegistered(
+            event_id=f"int-{uuid.uuid4().hex}", occurred_at=at(2026, 9, 30, 10, 0), appeal_id=appeal,
+            source_ref="hotline:CALL-T", correlation_id=f"corr-{appeal}", channel="hotline", source_id=f"CALL-{appeal}",
+            enterprise={"name": "四川东航投资有限公司"}, contact={"name": "潘星", "phone": "13912340000"},
+            content="东航中心路口左转车道通行不便", category_hint="交通出行", kind="appeal",
+            received_at=at(2026, 9, 30, 10, 0))
+        await send(js, subjects.APPEAL_REGISTERED, registration)  # notify has the contact: nothing waits for it
+        # the lead order is due 13 October, the co-handling one 14 October: two clocks
+        lead, co = await co_handled(js, db, appeal, co_deadline_days=6)
+
+        # 15 October: the lead order reaches the district leader; the co-handling one is one day overdue
+        frozen.set(at(2026, 10, 15, 17, 31))
+        (leader,) = await wait_for(lambda: appeal_escalations(recorder, appeal, "district_leader"), what="the leader")
+        # 16 October: the co-handling order reaches the leader level too: recorded, not announced again
+        frozen.set(at(2026, 10, 16, 17, 31))
+        await wait_for(lambda: _fired(db, co, "district_leader"), what="the co order's leader step recorded")
+        # 20 and 21 October: supervision, first for the lead order, then for the co-handling one
+        frozen.set(at(2026, 10, 20, 17, 31))
+        (notice,) = await wait_for(lambda: appeal_escalations(recorder, appeal, "supervision"), what="the notice")
+        frozen.set(at(2026, 10, 21, 17, 31))
+        await wait_for(lambda: _fired(db, co, "supervision"), what="the co order's supervision step recorded")
+        await settle(db, escalation)
+
+        # one event per appeal and level, naming both late orders, each with its own deadline
+        assert len(appeal_escalations(recorder, appeal, "district_leader")) == 1
+        assert len(appeal_escalations(recorder, appeal, "supervision")) == 1
+        for event, (lead_late, co_late) in ((leader, (2 * 86400 + 60, 86400 + 60)),
+                                            (notice, (7 * 86400 + 60, 6 * 86400 + 60))):
+            assert [(o["order_id"], o["unit_code"], o["role"], o["due_at"], o["overdue_seconds"])
+                    for o in event["late_orders"]] == [
+                (lead, UNIT, "lead", "2026-10-13T17:30:00+08:00", lead_late),
+                (co, CO_UNIT, "co", "2026-10-14T17:30:00+08:00", co_late)]
+            assert event["order_id"] == lead and event["unit_code"] == UNIT  # the first late order
+        assert names(leader) == [("district_leader", "刘建国")]
+        assert names(notice) == [("supervision_office", "周文斌")]
+        # each unit's own overdue notice (督办) stays per order
+        overdue = appeal_escalations(recorder, appeal, "overdue")
+        assert sorted((e["order_id"], e["clock"]) for e in overdue) == [(lead, "handling"), (co, "handling")]
+        assert all(e["late_orders"] == [] for e in overdue)
+        # every order's step is recorded as fired, under the appeal's one event of its level
+        for level, event in (("district_leader", leader), ("supervision", notice)):
+            rows = [r for o in (lead, co) for r in await firing_rows(db, o) if r["level"] == level]
+            assert len(rows) == 2 and {r["event_id"] for r in rows} == {event["event_id"]}
+            assert all(r["fired_at"] for r in rows)
+        recorded = await db.fetch("SELECT level, event_id FROM escalation.appeal_escalations WHERE appeal_id = $1"
+                                  " ORDER BY level", appeal)
+        assert [(r["level"], r["event_id"]) for r in recorded] == [
+            ("district_leader", leader["event_id"]), ("supervision", notice["event_id"])]
+
+        # notify: the leader gets one SMS for the appeal at its level, naming both late units
+        async def leader_sms():
+            return [m for m in sink.messages if m["to"].endswith(LEADER_PHONE) and appeal in m["text"]]
+        (sms,) = await wait_for(leader_sms, what="the leader's SMS")
+        assert "区公安分局交警大队（主办" in sms["text"] and "区交通运输局（协办" in sms["text"]
+        overdue_ids = [e["event_id"] for e in overdue]
+
+        async def planned():
+            rows = await db.fetch("SELECT cause_event_id, recipient_role, channel, address, status, text"
+                                  " FROM notify.notifications WHERE appeal_id = $1", appeal)
+            done = {r["cause_event_id"] for r in rows if r["status"] != "pending"}
+            return rows if {leader["event_id"], notice["event_id"], *overdue_ids} <= done else None
+        rows = await wait_for(planned, timeout=20, what="notify planned and sent the escalations")
+        to_leader = [r for r in rows if r["recipient_role"] == "district_leader"]
+        assert sorted(r["channel"] for r in to_leader) == ["email", "sms"]  # once per channel, not per order
+        to_office = [r for r in rows if r["recipient_role"] == "supervision_office"]
+        assert {r["cause_event_id"] for r in to_office} == {notice["event_id"]}
+        assert len(to_office) == len({(r["channel"], r["address"]) for r in to_office})
+        assert all(lead in r["text"] and co in r["text"] for r in to_office)
+        # each unit's overdue notice reaches its own head, per order
+        heads = {(r["cause_event_id"], r["address"]) for r in rows
+                 if r["recipient_role"] == "unit_head" and r["channel"] == "sms"}
+        assert len(heads) == 2 and {e for e, _ in heads} == set(overdue_ids)
+        assert len({a for _, a in heads}) == 2  # two units, two heads
+
+
+async def _fired(db, order_id: str, level: str) -> bool:
+    return await _all_fired(db, (order_id,), level)
+
+
+async def _all_fired(db, order_ids: tuple[str, ...], level: str) -> bool:
+    return await db.fetchval("SELECT count(*) FROM escalation.firings WHERE order_id = ANY($1::text[])"
+                             " AND level = $2 AND fired_at IS NOT NULL", list(order_ids), level) == len(order_ids)
+
+
+async def test_an_appeal_step_is_announced_once_whichever_replica_records_it_even_one_that_dies(
+        escalation, servers, frozen, js, db, recorder):
+    appeal = new_appeal()
+    lead, co = await co_handled(js, db, appeal, co_deadline_days=5)  # both due 13 October 17:30
+    leader_step, notice_step = (AppealStep(appeal, 0, level) for level in ("district_leader", "supervision"))
+    other = await asyncpg.connect(servers["DATABASE_URL"])
+    try:
+        # another replica recorded the appeal's leader step and dies before committing
+        dying = other.transaction()
+        await dying.start()
+        await other.execute("INSERT INTO escalation.appeal_escalations (appeal_id, round, level, event_id,"
+                            " late_orders, fired_at, fired_by) VALUES ($1, 0, 'district_leader', $2, '[]', now(),"
+                            " 'dying')", appeal, leader_step.event_id)
+        frozen.set(at(2026, 10, 15, 17, 31))
+        # the scanner's round waits on the uncommitted row, publishing nothing meanwhile
+        await wait_for(lambda: db.fetchval("SELECT count(*) > 0 FROM pg_locks WHERE NOT granted"),
+                       what="the scanner waiting for the other replica")
+        assert appeal_escalations(recorder, appeal, "district_leader") == []
+        await dying.rollback()
+        (leader,) = await wait_for(lambda: appeal_escalations(recorder, appeal, "district_leader"), what="the leader")
+        assert [o["order_id"] for o in leader["late_orders"]] == [lead, co]
+
+        # another replica announced the supervision step and committed: this one only records its steps
+        await other.execute("INSERT INTO escalation.appeal_escalations (appeal_id, round, level, event_id,"
+                            " late_orders, fired_at, fired_by) VALUES ($1, 0, 'supervision', $2, '[]', now(),"
+                            " 'other')", appeal, notice_step.event_id)
+    finally:
+        await other.close()
+    frozen.set(at(2026, 10, 20, 17, 31))
+    await wait_for(lambda: _all_fired(db, (lead, co), "supervision"), what="both orders' steps recorded")
+    await settle(db, escalation)
+    assert appeal_escalations(recorder, appeal, "supervision") == []
+    assert len(appeal_escalations(recorder, appeal, "district_leader")) == 1
+    rows = [r for o in (lead, co) for r in await firing_rows(db, o) if r["level"] == "supervision"]
+    assert {r["event_id"] for r in rows} == {notice_step.event_id}
+
+    # a restart (as after kill -9) repeats nothing
+    async with running(create_service, servers, scan_interval_s=0.05) as again:
+        await settle(db, again)
+    assert len(appeal_escalations(recorder, appeal, "district_leader")) == 1
+    assert appeal_escalations(recorder, appeal, "supervision") == []
