@@ -324,8 +324,9 @@ async def note_deadlines(uow: DispatchUoW, events: Sequence[DeadlineSet]) -> Non
 
 
 async def note_escalations(uow: DispatchUoW, events: Sequence[AppealEscalated]) -> None:
-    """The ladder step each order reached (``ct.appeal.escalated``)."""
-    await uow.appeals.record_escalations([(e.order_id, e.level) for e in events])
+    """The ladder step each order reached (``ct.appeal.escalated``; an appeal's event names every late order)."""
+    await uow.appeals.record_escalations([(o, e.level) for e in events
+                                          for o in [x.order_id for x in e.late_orders] or [e.order_id]])
 
 
 # --- duplicates that follow their master (重复诉求并单) -------------------------------------------
