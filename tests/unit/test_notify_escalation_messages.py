@@ -10,10 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from services.notify.config import load_rules
-from services.notify.domain import EnterpriseContact, NotifyRules, plan_notifications, render
+from services.notify.domain import EnterpriseContact, plan_notifications, render
 from services.notify.domain.facts import facts_of
 from services.notify.domain.variables import template_variables
 from shared.contracts import events as ev
@@ -23,17 +21,9 @@ from shared.district import District, load_district
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 10, 15, 17, 31, tzinfo=SH)
 LEAD, CO = "traffic_police", "transport_bureau"
+DISTRICT = load_district()
+RULES = load_rules(env={})
 CONTACT = EnterpriseContact(name="潘星", phone="13912345678", lang="zh", enterprise_name="四川东航投资有限公司")
-
-
-@pytest.fixture(scope="module")
-def district() -> District:
-    return load_district()
-
-
-@pytest.fixture(scope="module")
-def rules() -> NotifyRules:
-    return load_rules(env={})
 
 
 def late(district: District, unit_code: str, suffix: str, role: str, due: datetime, seconds: int) -> ev.LateOrder:
@@ -57,7 +47,8 @@ def two_late(district: District) -> tuple[ev.LateOrder, ev.LateOrder]:
             late(district, CO, "02", "co", datetime(2026, 10, 14, 17, 30, tzinfo=SH), 86400 + 60))
 
 
-def test_the_leader_gets_one_sms_and_one_email_naming_both_late_units(district, rules):
+def test_the_leader_gets_one_sms_and_one_email_naming_both_late_units():
+    district, rules = DISTRICT, RULES
     event = escalated(district, "district_leader", *two_late(district))
     planned = plan_notifications(subjects.APPEAL_ESCALATED, event, district, rules, NOW, contact=CONTACT)
     leader = next(x for x in district.leaders if x.name == "刘建国")
@@ -73,7 +64,8 @@ def test_the_leader_gets_one_sms_and_one_email_naming_both_late_units(district, 
     assert "2个工单超期" in email.subject and lead_name in email.text and co_name in email.text
 
 
-def test_the_supervision_office_gets_each_late_order_on_a_line(district, rules):
+def test_the_supervision_office_gets_each_late_order_on_a_line():
+    district, rules = DISTRICT, RULES
     event = escalated(district, "supervision", *two_late(district))
     planned = plan_notifications(subjects.APPEAL_ESCALATED, event, district, rules, NOW, contact=CONTACT)
     assert planned and {p.recipient_role for p in planned} == {"supervision_office"}
@@ -84,7 +76,8 @@ def test_the_supervision_office_gets_each_late_order_on_a_line(district, rules):
         assert f"2. 工单CT-20260930-0001-02 {district.unit(CO).name}（协办）：时限10月14日 17:30；超期1天" in p.text
 
 
-def test_many_late_units_still_fit_an_sms_by_shortening_the_summary_first(district, rules):
+def test_many_late_units_still_fit_an_sms_by_shortening_the_summary_first():
+    district, rules = DISTRICT, RULES
     units = [u for u in district.units if u.kind.value not in ("lead", "supervision")][:9]
     many = [late(district, u.unit_code, f"{i:02d}", "co", datetime(2026, 10, 13, 17, 30, tzinfo=SH), 86400)
             for i, u in enumerate(units, start=1)]
@@ -96,7 +89,8 @@ def test_many_late_units_still_fit_an_sms_by_shortening_the_summary_first(distri
     assert "东航中心路口左转车道通行不便" not in sms.text
 
 
-def test_an_event_without_the_list_names_its_own_order(district, rules):
+def test_an_event_without_the_list_names_its_own_order():
+    district, rules = DISTRICT, RULES
     lead = late(district, LEAD, "01", "lead", datetime(2026, 10, 13, 17, 30, tzinfo=SH), 2 * 86400)
     event = escalated(district, "district_leader", lead).model_copy(update={"late_orders": []})
     planned = plan_notifications(subjects.APPEAL_ESCALATED, event, district, rules, NOW, contact=CONTACT)
@@ -104,7 +98,8 @@ def test_an_event_without_the_list_names_its_own_order(district, rules):
     assert f"超期单位：{district.unit(LEAD).name}（超期2天）" in sms.text
 
 
-def test_a_units_overdue_notice_stays_its_own(district, rules):
+def test_a_units_overdue_notice_stays_its_own():
+    district, rules = DISTRICT, RULES
     lead = late(district, LEAD, "01", "lead", datetime(2026, 10, 13, 17, 30, tzinfo=SH), 60)
     event = escalated(district, "overdue", lead).model_copy(update={"late_orders": []})
     planned = plan_notifications(subjects.APPEAL_ESCALATED, event, district, rules, NOW, contact=CONTACT)
@@ -113,7 +108,8 @@ def test_a_units_overdue_notice_stays_its_own(district, rules):
     assert all(lead.order_id in p.text for p in planned if p.lang == "zh")
 
 
-def test_the_english_leader_message_names_the_late_units_too(district, rules):
+def test_the_english_leader_message_names_the_late_units_too():
+    district, rules = DISTRICT, RULES
     event = escalated(district, "district_leader", *two_late(district))
     facts = facts_of(subjects.APPEAL_ESCALATED, event)
     variables = template_variables(subjects.APPEAL_ESCALATED, facts, district, "en")
