@@ -42,7 +42,8 @@ class AttemptView(BaseModel):
 
     attempt: int = Field(description="The attempt's number (a gap: an attempt cut short by a crash).")
     at: datetime = Field(description="When its outcome was recorded.")
-    outcome: str = Field(description="delivered, retried or failed.")
+    outcome: str = Field(description="delivered, retried or failed; sending (marked before the send, no outcome yet) "
+                                     "or unknown (cut short by a crash or a lost database: sent again, counted).")
     error: str | None = Field(None, description="What went wrong.")
     duration_ms: int = Field(description="How long the channel took.")
 
