@@ -32,8 +32,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import cache, lru_cache
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -95,14 +97,48 @@ def _note_fallback(year: int) -> None:
     )
 
 
+YearSource = Literal["loaded", "package", "unknown"]
+"""Where a year's holidays come from: a schedule the district loaded, the ``chinese_calendar``
+package, or nowhere (the Monday–Friday fallback)."""
+
+
+@dataclass(frozen=True)
+class OfficialYear:
+    """One year of the State Council's schedule (国务院办公厅关于部分节假日安排的通知), as loaded.
+
+    ``holidays``: every day off, with its holiday's name (元旦, 春节...);
+    ``workdays``: the weekend days made working days (调休上班), with the
+    holiday they make up for (may be empty). Every other day is a working day
+    from Monday to Friday. Validated where the file is read
+    (``services.escalation.domain.calendar_year``); here only its shape.
+    """
+
+    year: int
+    holidays: Mapping[date, str]
+    workdays: Mapping[date, str] = field(default_factory=dict)
+    source: str = ""
+    digest: str = ""
+
+    def is_working_day(self, day: date) -> bool:
+        """Whether ``day`` (in this year) is a working day under this schedule."""
+        if day in self.holidays:
+            return False
+        if day in self.workdays:
+            return True
+        return day.weekday() < 5
+
+
 class WorkCalendar:
     """The district's working-day calendar: the official Chinese calendar plus local overrides.
 
     ``overrides`` maps a date (or its ISO string) to ``True`` (a working day) or
     ``False`` (a day off) and wins over the official calendar and the fallback.
     ``working_hours`` are the daily working periods, in order; ``close_of_business``
-    is the time of day a working-day deadline falls due. Build one per process
-    and share it: it holds no mutable state.
+    is the time of day a working-day deadline falls due. ``loaded_years`` are the
+    State Council schedules the district loaded (:class:`OfficialYear`); they win
+    over the package for their years. Build one per process and share it: its only
+    state is the loaded years, replaced whole by :meth:`set_loaded_years` when the
+    district loads a year (the per-day memo is dropped with them).
     """
 
     def __init__(
@@ -111,6 +147,7 @@ class WorkCalendar:
         close_of_business: time = DEFAULT_CLOSE_OF_BUSINESS,
         working_hours: Iterable[tuple[time, time]] = DEFAULT_WORKING_HOURS,
         tz: ZoneInfo = SHANGHAI,
+        loaded_years: Iterable[OfficialYear] = (),
     ) -> None:
         self.overrides: dict[date, bool] = {}
         for key, working in (overrides or {}).items():
@@ -129,17 +166,54 @@ class WorkCalendar:
         self.working_hours = periods
         self.close_of_business = close_of_business
         self.tz = tz
-        self._working: dict[date, bool] = {}  # a memo of fixed answers, not state
+        self._loaded: dict[int, OfficialYear] = {}
+        self._working: dict[date, bool] = {}  # a memo of the answers under the loaded years
+        self.set_loaded_years(loaded_years)
+
+    def set_loaded_years(self, years: Iterable[OfficialYear]) -> bool:
+        """Replace the loaded State Council schedules; returns whether anything changed.
+
+        One assignment each for the table and the memo, so a reader in the same
+        event loop sees either the old calendar or the new one, never a mix.
+        """
+        table = {y.year: y for y in years}
+        if {y: (o.digest, o.holidays, o.workdays) for y, o in table.items()} == {
+                y: (o.digest, o.holidays, o.workdays) for y, o in self._loaded.items()}:
+            return False
+        self._loaded, self._working = table, {}
+        return True
+
+    @property
+    def loaded_years(self) -> dict[int, OfficialYear]:
+        """The loaded schedules by year (a copy)."""
+        return dict(self._loaded)
+
+    def with_year(self, year: OfficialYear) -> WorkCalendar:
+        """A calendar like this one with ``year`` loaded too (replacing one of the same year): for a dry run."""
+        other = WorkCalendar(self.overrides, self.close_of_business, self.working_hours, self.tz)
+        other.set_loaded_years([*(y for y in self._loaded.values() if y.year != year.year), year])
+        return other
+
+    def source_of(self, year: int) -> YearSource:
+        """Where ``year``'s holidays come from: ``loaded``, ``package`` or ``unknown`` (the fallback)."""
+        if year in self._loaded:
+            return "loaded"
+        return "package" if is_official(year) else "unknown"
+
+    def knows(self, year: int) -> bool:
+        """Whether a loaded schedule or the package knows ``year`` (else Monday–Friday is only a guess)."""
+        return self.source_of(year) != "unknown"
 
     def __repr__(self) -> str:
         hours = ", ".join(f"{s:%H:%M}-{e:%H:%M}" for s, e in self.working_hours)
-        return f"WorkCalendar(tz={self.tz.key}, hours=[{hours}], close={self.close_of_business:%H:%M}, overrides={len(self.overrides)})"
+        return (f"WorkCalendar(tz={self.tz.key}, hours=[{hours}], close={self.close_of_business:%H:%M}, "
+                f"overrides={len(self.overrides)}, loaded={sorted(self._loaded)})")
 
     # --- days -----------------------------------------------------------------
 
     @staticmethod
     def is_official(year: int) -> bool:
-        """Whether the official calendar knows ``year``; other years use the Monday–Friday fallback."""
+        """Whether the packaged official calendar knows ``year`` (see :meth:`knows` for loaded years too)."""
         return is_official(year)
 
     @staticmethod
@@ -150,21 +224,26 @@ class WorkCalendar:
     def is_working_day(self, d: date | datetime) -> bool:
         """Whether ``d`` (a date, or an aware datetime taken in the calendar's zone) is a working day.
 
-        Order of authority: the override table, then the official calendar
-        (holidays off, make-up days 调休 on), then — for a year the official
-        calendar does not know — Monday to Friday, logged and counted.
+        Order of authority: the override table, then a loaded State Council
+        schedule, then the packaged official calendar (holidays off, make-up
+        days 调休 on), then — for a year neither knows — Monday to Friday,
+        logged and counted.
         """
         day = self._day(d)
-        known = self._working.get(day)
+        memo = self._working
+        known = memo.get(day)
         if known is None:
             # cached per day: chinese_calendar re-validates its whole table on every call (~24 µs)
-            known = self._working[day] = self._decide(day)
+            known = memo[day] = self._decide(day)
         return known
 
     def _decide(self, day: date) -> bool:
         override = self.overrides.get(day)
         if override is not None:
             return override
+        loaded = self._loaded.get(day.year)
+        if loaded is not None:
+            return loaded.is_working_day(day)
         if is_official(day.year):
             return chinese_calendar.is_workday(day)
         _note_fallback(day.year)

@@ -278,6 +278,26 @@ class DeadlineSet(DomainEvent):
     due_at: Rfc3339 = Field(description="When it falls due, RFC 3339 +08:00.")
 
 
+class DeadlineMoved(DomainEvent):
+    """`ct.deadline.moved`: a revised official calendar moved a running deadline (its unit is told).
+
+    Published with the `ct.deadline.set` of the new deadline, in the same transaction,
+    when a loaded State Council schedule or a local calendar override re-planned the order.
+    """
+
+    order_id: str = Field(description="The work order.")
+    unit_code: str = Field(description="The unit.")
+    unit: str = Field("", description="The unit's name.")
+    clock: Clock = Field(description="sign_for or handling.")
+    previous_due_at: Rfc3339 = Field(description="The deadline the unit was told before, RFC 3339 +08:00.")
+    due_at: Rfc3339 = Field(description="The new deadline, RFC 3339 +08:00.")
+    working_days: int = Field(description="Working days moved on the revised calendar (negative: earlier).")
+    calendar_days: int = Field(description="Calendar days moved (negative: earlier).")
+    cause: Literal["calendar_revised"] = Field("calendar_revised", description="Why it moved.")
+    reason: str = Field("", description="Why, in English (which calendar change).")
+    summary: str = Field("", description="The appeal summary.")
+
+
 class Person(Message):
     role: str = Field(description="liaison, unit_head, lead_unit, district_leader, supervision_office.")
     name: str | None = Field(None, description="Name.")

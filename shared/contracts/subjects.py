@@ -43,6 +43,7 @@ ORDER_REPLIED = "ct.order.replied"
 ORDER_ESCALATION_REQUESTED = "ct.order.escalation_requested"
 ORDER_REJECTED = "ct.order.rejected"
 DEADLINE_SET = "ct.deadline.set"
+DEADLINE_MOVED = "ct.deadline.moved"
 DEADLINE_WARNING = "ct.deadline.warning"
 DEADLINE_MONTHLY_LIST = "ct.deadline.monthly_list"
 NOTIFY_DELIVERED = "ct.notify.delivered"
@@ -131,6 +132,7 @@ EVENTS: dict[str, type] = {
     ORDER_ESCALATION_REQUESTED: ev.EscalationRequested,
     ORDER_REJECTED: ev.OrderRejected,
     DEADLINE_SET: ev.DeadlineSet,
+    DEADLINE_MOVED: ev.DeadlineMoved,
     DEADLINE_WARNING: ev.DeadlineWarning,
     DEADLINE_MONTHLY_LIST: ev.MonthlyList,
     NOTIFY_DELIVERED: ev.NotificationDelivered,

@@ -17,11 +17,20 @@ One file a concept:
 * :mod:`.events` — the events escalation publishes, with stable ids: :func:`step_event`,
   :func:`appeal_step_event`, :func:`deadline_set_event`.
 * :mod:`.ranking` — unit evaluation and ranking (考评排名): :func:`evaluate_unit`, :func:`rank_units`.
+* :mod:`.calendar_year` — a year's State Council schedule as loaded, checked whole: :func:`parse_year`.
+* :mod:`.replanning` — the deadlines a revised calendar moves (:func:`pending_moves`) and the notice.
 
 Every name is re-exported here, so ``domain.X`` works whichever file holds ``X``.
 """
 
 from services.escalation.domain.appeal_steps import APPEAL_LEVELS, AppealStep, appeal_step_of, late_orders
+from services.escalation.domain.calendar_year import (
+    ScheduleInvalid,
+    ScheduleProblem,
+    YearSchedule,
+    document_of,
+    parse_year,
+)
 from services.escalation.domain.clock_changes import CLOCK_EVENTS, ClockChange, cancelled_levels, clock_change
 from services.escalation.domain.events import (
     appeal_step_event,
@@ -80,6 +89,7 @@ from services.escalation.domain.ranking import (
     rate,
 )
 from services.escalation.domain.recipients import targets_for, targets_for_order
+from services.escalation.domain.replanning import DeadlineMove, deadline_moved_event, move_of, pending_moves
 
 __all__ = [
     "APPEAL_LEVELS", "CLOCKS", "CLOCK_EVENTS", "DIFFICULT_KEY", "ESCALATION_LEVELS", "LADDER", "URGENT_POLICY", "WARNING_LEVELS",
@@ -90,4 +100,6 @@ __all__ = [
     "evaluate_unit", "firings_due", "handling_due_at", "late_orders", "merge_facts", "order_facts_from_event", "overdue_seconds",
     "plan_firings", "plan_order", "rank_units", "rate", "reason_for", "reconcile", "resolve_policy",
     "sign_for_due_at", "stable_event_id", "step_event", "step_reason", "targets_for", "targets_for_order",
+    "DeadlineMove", "ScheduleInvalid", "ScheduleProblem", "YearSchedule", "deadline_moved_event", "document_of",
+    "move_of", "parse_year", "pending_moves",
 ]
