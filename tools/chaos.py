@@ -67,8 +67,9 @@ POISON_PREFIX = "POISON"
 POISON_UNIT = "traffic_police"
 
 #: what every service process of a scenario gets, besides the servers' URLs; production defaults otherwise,
-#: except a shorter ack wait, so that what a killed process had fetched comes back in seconds, not 30
-BASE_ENV = {"QUIET_HOURS": "", "LOG_LEVEL": "WARNING", "ACK_WAIT_S": "10"}
+#: except a shorter ack wait, so that what a killed process had fetched comes back in seconds, not 30, and
+#: DEMO_MODE (the demo district's unit tokens and the demo credentials, shared/access.py)
+BASE_ENV = {"QUIET_HOURS": "", "LOG_LEVEL": "WARNING", "ACK_WAIT_S": "10", "DEMO_MODE": "1"}
 
 
 def now_iso() -> str:
