@@ -14,13 +14,15 @@ import logging
 from datetime import timedelta
 
 from services.dispatch import use_cases
-from shared import clock
+from shared import clock, metrics
 from shared.bus import Delivery
 from shared.contracts import subjects
 from shared.district import District
 from shared.service import Service
 
 log = logging.getLogger("coffeetime.dispatch")
+
+SERVICE = "dispatch"
 
 
 def register(service: Service, district: District) -> None:
@@ -88,17 +90,19 @@ def unit_action_handler(service: Service, district: District):
     """``ct.in.order.<unit_code>.<action>``: the unit is the one in the subject (its NATS user may use only its own)."""
 
     async def handle(batch: list[Delivery]) -> None:
+        refused = 0
         async with service.unit_of_work() as uow:
             for d in batch:
                 _, _, _, unit_code, action = d.subject.split(".", 4)
                 command, errors = d.message.command(action) if d.message is not None else (None, d.errors)
                 if command is None:
-                    await use_cases.refuse_invalid(
+                    refused += await use_cases.refuse_invalid(
                         uow, unit_code=unit_code, action=action, key=d.key, errors=errors,
                         action_id=d.readable_field("action_id"), order_id=d.readable_field("order_id"),
                         now=clock.now())
                     continue
                 await use_cases.act(uow, district, unit_code, command, clock.now(), correlation_id=d.msg_id)
+        count_rejected(subjects.IN_ORDER_ALL, refused)
 
     return handle
 
@@ -107,16 +111,28 @@ def feedback_handler(service: Service, district: District):
     """``ct.in.feedback``: satisfied closes the appeal, unsatisfied reopens it (重办)."""
 
     async def handle(batch: list[Delivery]) -> None:
+        refused = 0
         async with service.unit_of_work() as uow:
             for d in batch:
                 if d.message is None:
-                    await use_cases.refuse_invalid(
+                    refused += await use_cases.refuse_invalid(
                         uow, unit_code="enterprise", action="feedback", key=d.key, errors=d.errors,
                         action_id=d.readable_field("feedback_id"), order_id=None, now=clock.now())
                     continue
                 await use_cases.rate(uow, district, d.message, clock.now(), correlation_id=d.msg_id)
+        count_rejected(subjects.IN_FEEDBACK, refused)
 
     return handle
+
+
+def count_rejected(subject: str, refused: int) -> None:
+    """Count the invalid messages of a committed batch in ``coffeetime_rejected_total`` (its alert reads it).
+
+    Counted after the commit and once per message (a redelivered one is not refused again),
+    labelled with the subscription's subject as intake's are.
+    """
+    if refused:
+        metrics.REJECTED.labels(SERVICE, subject).inc(refused)
 
 
 def deadline_handler(service: Service):
