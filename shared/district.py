@@ -9,6 +9,7 @@ the service with the field that is wrong.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from enum import StrEnum
 from functools import lru_cache
@@ -63,7 +64,35 @@ class Unit(BaseModel):
     )
 
     def token_matches(self, token: str) -> bool:
-        return self.token_sha256 is not None and hashlib.sha256(token.encode()).hexdigest() == self.token_sha256
+        """Whether ``token`` is this unit's: its SHA-256 compared in constant time (``hmac.compare_digest``)."""
+        if self.token_sha256 is None:
+            return False
+        return hmac.compare_digest(token_sha256(token), self.token_sha256)
+
+    @property
+    def has_demo_token(self) -> bool:
+        """The unit's hash is the demo token's (``token-<unit_code>``): refused outside demo mode."""
+        return self.token_sha256 is not None and hmac.compare_digest(
+            token_sha256(demo_token(self.unit_code)), self.token_sha256)
+
+
+def token_sha256(token: str) -> str:
+    """The SHA-256 hex (lower case) of an API token, as ``token_sha256`` stores it."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def demo_token(unit_code: str) -> str:
+    """The demo token of a unit (``token-<unit_code>``), whose hash the default district holds."""
+    return f"token-{unit_code}"
+
+
+def unit_of_token(units: list[Unit], token: str) -> Unit | None:
+    """The unit whose token ``token`` is; every unit is compared (no early exit on a match)."""
+    found = None
+    for unit in units:
+        if unit.token_matches(token) and found is None:
+            found = unit
+    return found
 
 
 class Leader(BaseModel):
@@ -224,9 +253,41 @@ class District(BaseModel):
         return next((leader for leader in self.leaders if not leader.categories), self.leaders[0] if self.leaders else None)
 
 
-def load_district(path: str | Path | None = None) -> District:
+def load_district(path: str | Path | None = None, unit_tokens: str | None = None) -> District:
+    """The district file at ``path`` (``DISTRICT_CONFIG``, else the default), with the unit token hashes of
+    ``unit_tokens`` (``UNIT_TOKENS``: ``unit_code=sha256hex`` pairs) in place of the file's."""
     path = Path(path or os.environ.get("DISTRICT_CONFIG") or DEFAULT_PATH)
-    return District.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if unit_tokens:
+        data["units"] = with_token_hashes(data.get("units") or [], unit_tokens)
+    return District.model_validate(data)
+
+
+def parse_token_hashes(pairs: str, what: str = "UNIT_TOKENS") -> dict[str, str | None]:
+    """``name=sha256hex`` pairs, comma or newline separated (``name=`` alone: no token), or ValueError."""
+    hashes: dict[str, str | None] = {}
+    for item in pairs.replace("\n", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, digest = (part.strip() for part in item.partition("="))
+        if not sep or not name:
+            raise ValueError(f"{what}: {item[:40]!r} is not name=sha256hex")
+        if digest and not (len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise ValueError(f"{what}: the hash of {name!r} is not 64 lower-case hex digits (SHA-256)")
+        if name in hashes:
+            raise ValueError(f"{what}: {name!r} is given twice")
+        hashes[name] = digest or None
+    return hashes
+
+
+def with_token_hashes(units: list[dict], unit_tokens: str) -> list[dict]:
+    """The units of a district file with the hashes of ``unit_tokens`` replacing theirs."""
+    hashes = parse_token_hashes(unit_tokens)
+    unknown = sorted(set(hashes) - {u.get("unit_code") for u in units})
+    if unknown:
+        raise ValueError(f"UNIT_TOKENS: no unit {', '.join(unknown)} in the district")
+    return [{**u, "token_sha256": hashes[u["unit_code"]]} if u.get("unit_code") in hashes else u for u in units]
 
 
 @lru_cache(maxsize=4)

@@ -6,6 +6,8 @@
   refused business rule adds ``reason`` and ``rule``.
 - Routes that need a caller declare the ``HTTPBearer`` security scheme through
   :data:`bearer` and document 401 / 403 / 404 / 409 / 422 with :func:`problems`.
+  Read routes with personal data take a read API key (``X-API-Key``, :func:`read_key_required`);
+  every refused caller is counted in ``coffeetime_http_refused_total{service,endpoint,reason}``.
 - Lists are pages: ``?limit=`` (default 50, at most 500) and ``?cursor=`` (opaque,
   from the previous page's ``next_cursor``); a page says whether more follow.
 """
@@ -16,14 +18,17 @@ import base64
 import json
 from typing import Any, Generic, TypeVar
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.access import API_KEY_HEADER, ReadKeys
 from shared.contracts.common import FieldError
+from shared.metrics import registry
 
 PROBLEM_JSON = "application/problem+json"
 T = TypeVar("T")
@@ -82,11 +87,13 @@ def install_problem_handlers(app: FastAPI) -> None:
                                         errors=errors))
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` of a route: each status documented with the problem+json schema."""
+def problems(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route: each status documented with the problem+json schema
+    (``descriptions``, e.g. ``d401="..."``, replace the usual words of a status)."""
     what = {401: "No or unknown bearer token", 403: "The token may not do this", 404: "No such resource (for you)",
             409: "Refused: the state does not allow it", 422: "Invalid input, one error per field",
             503: "A dependency is down"}
+    what.update({int(k.removeprefix("d")): v for k, v in descriptions.items()})
     return {s: {"model": Problem, "description": what.get(s, TITLES.get(s, "Error")),
                 "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}} for s in statuses}
 
@@ -100,6 +107,45 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise ProblemError(401, "bearer token required", headers={"WWW-Authenticate": "Bearer"})
     return credentials.credentials
+
+
+REFUSED = Counter(
+    "coffeetime_http_refused_total",
+    "HTTP requests refused before they could change or read anything, by endpoint (route template) and reason "
+    "(missing_key, unknown_key, missing_signature, bad_signature, stale, replayed, not_configured)",
+    ["service", "endpoint", "reason"], registry=registry,
+)
+
+
+def refuse(service: str, endpoint: str, reason: str, status: int, detail: str,
+           headers: dict[str, str] | None = None) -> ProblemError:
+    """Count a refused request and make its problem (raise it)."""
+    REFUSED.labels(service, endpoint, reason).inc()
+    return ProblemError(status, detail, reason=reason, headers=headers)
+
+
+#: The read API key scheme (declared in OpenAPI): ``X-API-Key``, one key per client (``READ_API_KEYS``).
+api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="ReadApiKey",
+                       description="A read client's API key; READ_API_KEYS holds its SHA-256 (client=sha256hex).")
+
+READ_KEY_REFUSED = "No or unknown read API key (X-API-Key)"
+
+
+def read_key_required(service: str, keys: ReadKeys, endpoint: str):
+    """A dependency of a read route: the caller's client name, or a counted 401 problem."""
+    for reason in ("missing_key", "unknown_key"):
+        REFUSED.labels(service, endpoint, reason)  # exported at 0 from the start
+
+    def client(key: str | None = Security(api_key)) -> str:
+        if not key:
+            raise refuse(service, endpoint, "missing_key", 401, f"{API_KEY_HEADER} required",
+                         {"WWW-Authenticate": API_KEY_HEADER})
+        name = keys.client_of(key)
+        if name is None:
+            raise refuse(service, endpoint, "unknown_key", 401, "unknown API key", {"WWW-Authenticate": API_KEY_HEADER})
+        return name
+
+    return Depends(client)
 
 
 # --- pages -------------------------------------------------------------------------------

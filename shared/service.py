@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from shared import metrics
+from shared.access import check_at_start
 from shared.bus import ConsumerGroup, broker_options, ensure_streams
 from shared.db import create_pool, migrate
 from shared.http import install_problem_handlers
@@ -150,6 +151,7 @@ class Service:
         s = self.settings
         if not s.nats_url or not s.database_url:
             raise RuntimeError("NATS_URL and DATABASE_URL must be set (coffeetime up starts embedded servers)")
+        check_at_start(s, self.name)  # the demo credentials only in demo mode (shared/access.py)
         await migrate(s.database_url, self.name, self.migrations)
         self.pool = await create_pool(s.database_url, self.name, s.db_pool_size)
         self.nc = await self.broker.connect()  # the process's one NATS connection

@@ -60,6 +60,24 @@ class Settings(BaseSettings):
         1, ge=1, le=5, description="Replicas of each stream at creation; start-up raises an existing stream to it, "
                                    "never lowers one an operator raised.")
 
+    # --- HTTP access (README "Security": HTTP) -------------------------------------------------
+    demo_mode: bool = Field(
+        False, description="Accept the demo credentials (unit tokens token-<unit_code>, the demo read key and SMS "
+                           "secret): the demo and the tests only. Without it a service refuses to start with them.")
+    unit_tokens: str | None = Field(
+        None, description="unit_code=sha256hex pairs (comma separated) replacing the district file's token_sha256; "
+                          "unit_code= alone: no API token.")
+    read_api_keys: str | None = Field(
+        None, description="client=sha256hex pairs (comma separated): the keys that may read GET /appeals, /topics "
+                          "(intake) and /notifications (notify), sent as X-API-Key. Unset: nobody (demo mode: the "
+                          "demo key).")
+    sms_inbound_secret: SecretStr | None = Field(
+        None, description="Notify: the shared secret of the SMS gateway's HMAC-SHA256 signature of POST /sms/inbound. "
+                          "Unset: every inbound SMS is refused (demo mode: the demo secret).")
+    sms_inbound_window_s: float = Field(
+        300.0, gt=0, le=3600, description="Notify: how far a signed /sms/inbound timestamp may lie from now, either "
+                                          "way; its nonce is remembered twice as long.")
+
     def nats_connect_options(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect`` / ``NatsBroker``: the user, its password or creds, its inbox prefix."""
         options: dict[str, Any] = {}

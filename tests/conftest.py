@@ -13,6 +13,11 @@ from shared.contracts.subjects import STREAMS
 from shared.settings import SERVICES
 from tools.embedded import EmbeddedServers
 
+# Every service the suite starts, in this process or as a process of its own, runs in demo mode: it
+# accepts the demo district's tokens (token-<unit_code>), the demo read key and the demo SMS secret
+# (shared/access.py). The tests of the refusal outside demo mode say demo_mode=False.
+os.environ.setdefault("DEMO_MODE", "1")
+
 
 @pytest.fixture(scope="session")
 def servers():

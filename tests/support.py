@@ -32,7 +32,7 @@ async def wait_for(condition: Callable[[], Awaitable[Any] | Any], timeout: float
 
 def settings_for(env: dict[str, str], **overrides) -> Settings:
     values = {"nats_url": env["NATS_URL"], "database_url": env["DATABASE_URL"],
-              "max_deliver": 3, "retry_backoff_s": "0.2,0.2,0.2"}
+              "max_deliver": 3, "retry_backoff_s": "0.2,0.2,0.2", "demo_mode": True}
     values.update(overrides)
     return Settings(**values)
 

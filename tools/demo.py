@@ -25,6 +25,7 @@ import httpx
 import nats
 import yaml
 
+from shared.access import DEMO_SMS_SECRET, GatewaySignature
 from shared.contracts import SHANGHAI, subjects
 from shared.contracts.common import USCC_CHARSET, mask_phone, uscc_check_character
 from shared.district import DEFAULT_PATH
@@ -280,7 +281,7 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
     say("7. A's enterprise answers the SMS with '3' (unsatisfied): the appeal is reopened to the same unit (重办)")
     await watch.wait("A's rating invitation delivered", lambda: [
         e for e in watch.on(subjects.NOTIFY_DELIVERED, appeal_id=appeal_ids["A"]) if "rating" in e["template"]])
-    r = await http.post(f"{stack.urls()['notify']}/sms/inbound",
+    r = await http.post(f"{stack.urls()['notify']}/sms/inbound", auth=GatewaySignature(DEMO_SMS_SECRET),
                         json={"id": f"MO-{TAG}-A", "from": phones["A"], "text": "3"})
     r.raise_for_status()
     reopened = await watch.wait("A reopened", lambda: watch.on(subjects.APPEAL_REOPENED, appeal_id=appeal_ids["A"]))

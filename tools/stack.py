@@ -17,12 +17,15 @@ from shared.settings import SERVICES, Settings
 class Stack:
     """Every service as its own process, plus the embedded servers the environment lacks."""
 
-    def __init__(self, services=SERVICES, extra_env: dict[str, str] | None = None, quiet: bool = False) -> None:
+    def __init__(self, services=SERVICES, extra_env: dict[str, str] | None = None, quiet: bool = False,
+                 demo: bool = True) -> None:
         from tools.embedded import EmbeddedServers
 
         self.servers = EmbeddedServers.from_env()
         self.services = services
-        self.extra_env = extra_env or {}
+        # a local stack (up, the demo, the benchmark) accepts the demo credentials (shared/access.py);
+        # production runs each service with `coffeetime run`, without DEMO_MODE
+        self.extra_env = {**({"DEMO_MODE": "1"} if demo else {}), **(extra_env or {})}
         self.quiet = quiet
         self.procs: dict[str, subprocess.Popen] = {}
         self.settings = Settings()

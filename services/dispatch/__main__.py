@@ -14,7 +14,7 @@ NAME = "dispatch"
 
 
 def create_service(settings: Settings) -> Service:
-    district = load_district(settings.district_config)
+    district = load_district(settings.district_config, settings.unit_tokens)
     service = Service(NAME, settings, Path(__file__).with_name("migrations"), unit_of_work=DispatchUnitOfWork)
     handlers.register(service, district)
     api.register(service, district)

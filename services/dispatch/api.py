@@ -28,7 +28,7 @@ from shared import clock
 from shared.contracts import FieldError
 from shared.contracts import inbound as inb
 from shared.contracts.events import RoutingCandidate
-from shared.district import District, Unit, UnitKind
+from shared.district import District, Unit, UnitKind, unit_of_token
 from shared.http import CURSOR, LIMIT, Page, ProblemError, bearer, bearer_token, decode_cursor, page_of, problems
 from shared.service import Service
 
@@ -113,11 +113,10 @@ def register(service: Service, district: District) -> None:
     router = APIRouter(tags=["work orders"])
 
     def current_unit(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Unit:
-        token = bearer_token(credentials)
-        for unit in district.units:
-            if unit.token_matches(token):
-                return unit
-        raise ProblemError(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        unit = unit_of_token(district.units, bearer_token(credentials))
+        if unit is None:
+            raise ProblemError(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        return unit
 
     def is_lead(unit: Unit) -> bool:
         return unit.kind == UnitKind.lead

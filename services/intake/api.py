@@ -1,7 +1,9 @@
 """Intake's HTTP API: the public status of an appeal (the same answer as ``ct.q.appeal``), and the hot topics.
 
 Both status routes call the :func:`~services.intake.use_cases.appeal_status` use case;
-an appeal that does not exist is a 404 problem, a bad parameter a 422 problem.
+an appeal that does not exist is a 404 problem, a bad parameter a 422 problem. They and
+``GET /topics`` carry enterprise names and contents: each needs a read API key
+(``X-API-Key``, ``READ_API_KEYS``), else a 401 problem.
 The timeline inside a status is part of the contract reply: it is not paged.
 
 ``POST /appeals/{appeal_id}/split`` undoes a duplicate's merge (拆单, the lead
@@ -27,15 +29,17 @@ from pydantic import BaseModel, Field, ValidationError
 from services.intake import topics, use_cases
 from services.intake.store import TopicAppeals
 from shared import clock
+from shared.access import ReadKeys
 from shared.contracts import AppealQuery, AppealStatus, field_errors
-from shared.district import Unit, UnitKind, load_district
-from shared.http import ProblemError, bearer, bearer_token, problems
+from shared.district import Unit, UnitKind, load_district, unit_of_token
+from shared.http import READ_KEY_REFUSED, ProblemError, bearer, bearer_token, problems, read_key_required
 from shared.service import Service
 
 
 def register(service: Service) -> None:
     """Add the status routes to ``service.http``."""
     router = APIRouter(tags=["appeals"])
+    keys = ReadKeys.of(service.settings)
 
     async def status_of(detail: str, **query: str) -> AppealStatus:
         try:
@@ -47,14 +51,16 @@ def register(service: Service) -> None:
             raise ProblemError(404, detail)
         return status
 
-    @router.get("/appeals/{appeal_id}", response_model=AppealStatus, responses=problems(404, 422),
-                summary="An appeal's status and timeline")
+    @router.get("/appeals/{appeal_id}", response_model=AppealStatus,
+                responses=problems(401, 404, 422, d401=READ_KEY_REFUSED), summary="An appeal's status and timeline",
+                dependencies=[read_key_required(service.name, keys, "/appeals/{appeal_id}")])
     async def get_appeal(appeal_id: str = Path(..., min_length=1, max_length=40)) -> AppealStatus:
         """The status and timeline of the appeal ``appeal_id`` (as in the receipt)."""
         return await status_of(f"no appeal {appeal_id}", appeal_id=appeal_id)
 
-    @router.get("/appeals", response_model=AppealStatus, responses=problems(404, 422),
-                summary="Find an appeal by its channel and source id")
+    @router.get("/appeals", response_model=AppealStatus, responses=problems(401, 404, 422, d401=READ_KEY_REFUSED),
+                summary="Find an appeal by its channel and source id",
+                dependencies=[read_key_required(service.name, keys, "/appeals")])
     async def find_appeal(channel: str = Query(..., min_length=1, max_length=32),
                           source_id: str = Query(..., min_length=1, max_length=160)) -> AppealStatus:
         """The status and timeline of the appeal that the sender ``channel`` knows as ``source_id``."""
@@ -84,11 +90,11 @@ class SplitView(BaseModel):
 def register_split(service: Service) -> None:
     """Add ``POST /appeals/{appeal_id}/split`` (the lead unit undoes a duplicate's merge) to ``service.http``."""
     router = APIRouter(tags=["appeals"])
-    district = load_district(service.settings.district_config)
+    district = load_district(service.settings.district_config, service.settings.unit_tokens)
 
     def lead_unit(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Unit:
         token = bearer_token(credentials)
-        unit = next((u for u in district.units if u.token_matches(token)), None)
+        unit = unit_of_token(district.units, token)
         if unit is None:
             raise ProblemError(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
         if unit.kind != UnitKind.lead:
@@ -139,7 +145,8 @@ def register_topics(service: Service) -> None:
         responses={200: {"content": {"text/csv": {"schema": {"type": "string"}},
                                      "text/plain": {"schema": {"type": "string"}}},
                          "description": "The analysis: JSON (TopicsReport), CSV or a text table."},
-                   **problems(422)},
+                   **problems(401, 422, d401=READ_KEY_REFUSED)},
+        dependencies=[read_key_required(service.name, ReadKeys.of(service.settings), "/topics")],
     )
     async def hot_topics(
         month: str | None = Query(None, pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])$",

@@ -3,22 +3,58 @@
 Every route answers a response model; errors are problem+json (``shared.http``): 404
 for a phone never invited to rate or an unknown notification, 422 for bad input.
 An appeal's notifications come a page at a time, with a cursor.
+
+``POST /sms/inbound`` takes only requests the gateway signed (``shared.access``: HMAC-SHA256
+of timestamp, nonce and raw body with ``SMS_INBOUND_SECRET``): a forged or stale one is a
+401, a replayed one (its nonce seen, kept in ``notify.inbound_nonces``) a 409; each is
+counted in ``coffeetime_http_refused_total`` and changes nothing. The notification routes
+need a read API key (``X-API-Key``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.notify import use_cases
+from services.notify import store, use_cases
 from services.notify.domain import mask_address
 from services.notify.store import ListPosition
 from services.notify.use_cases import UNKNOWN_PHONE_RULE, SmsReply, SmsReplyResult
+from shared.access import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    ReadKeys,
+    signature_problem,
+    sms_inbound_secret,
+)
 from shared.contracts.common import FieldError, Phone, Rfc3339, mask_name
-from shared.http import CURSOR, LIMIT, Page, ProblemError, decode_cursor, page_of, problems
+from shared.http import (
+    CURSOR,
+    LIMIT,
+    READ_KEY_REFUSED,
+    REFUSED,
+    Page,
+    ProblemError,
+    decode_cursor,
+    page_of,
+    problems,
+    read_key_required,
+    refuse,
+)
 from shared.service import Service
+
+SMS_INBOUND = "/sms/inbound"
+SIGNATURE_REFUSALS = {
+    "not_configured": "SMS_INBOUND_SECRET is not set: inbound SMS are refused",
+    "missing_signature": f"{TIMESTAMP_HEADER}, {NONCE_HEADER} and {SIGNATURE_HEADER} required",
+    "bad_signature": "the signature does not match the body",
+    "stale": "the signed timestamp is outside the replay window",
+}
+REPLAYED = "replayed"
 
 
 class InboundSms(BaseModel):
@@ -104,6 +140,18 @@ the text) through notify's outbox. Dispatch closes or reopens the appeal.
 - `404` (problem+json, `reason` `unknown_phone`): no rating invitation was ever delivered
   to this phone.
 - A repeated `id` changes nothing and gets the first answer again with `"duplicate": true`.
+
+**Signed by the gateway.** Every post carries `X-Ct-Timestamp` (Unix seconds), `X-Ct-Nonce`
+(16-64 of `A-Z a-z 0-9 _ -`, new for every post, retries included) and
+`X-Ct-Signature: sha256=<hex>`, the HMAC-SHA256 with the shared secret (`SMS_INBOUND_SECRET`)
+of `<timestamp>.<nonce>.` followed by the raw body, byte for byte.
+
+- `401` (problem+json, `reason` `missing_signature`, `bad_signature`, `stale` (the timestamp is more
+  than `SMS_INBOUND_WINDOW_S`, default 300 s, from now) or `not_configured`): nothing read, nothing sent on.
+- `409` (`reason` `replayed`): this nonce was received before; nothing changes. A gateway that retries
+  signs the post again; the repeated `id` then gets its first answer.
+
+Refusals are counted in `coffeetime_http_refused_total{service="notify",endpoint="/sms/inbound",reason}`.
 """
 
 
@@ -129,10 +177,38 @@ def _position(cursor: str | None) -> ListPosition | None:
 def register(service: Service) -> None:
     """Add notify's routes to the service's HTTP app."""
     router = APIRouter(tags=["notifications"])
+    secret = sms_inbound_secret(service.settings)
+    window = service.settings.sms_inbound_window_s
+    keys = ReadKeys.of(service.settings)
+    for reason in (*SIGNATURE_REFUSALS, REPLAYED):
+        REFUSED.labels(service.name, SMS_INBOUND, reason)  # exported at 0 from the start
+
+    async def signed_by_gateway(
+        request: Request,
+        timestamp: str | None = Header(None, alias=TIMESTAMP_HEADER, description="Unix seconds of the signature."),
+        nonce: str | None = Header(None, alias=NONCE_HEADER, description="New for every post (16-64 characters)."),
+        signature: str | None = Header(None, alias=SIGNATURE_HEADER,
+                                       description="sha256=<hex>: HMAC-SHA256 of `<timestamp>.<nonce>.` + body."),
+    ) -> None:
+        """Only a request the gateway signed, within the window, never seen before, gets through."""
+        now = time.time()
+        reason = "not_configured" if secret is None else signature_problem(
+            secret, await request.body(), timestamp, nonce, signature, now, window)
+        if reason:
+            raise refuse(service.name, SMS_INBOUND, reason, 401, SIGNATURE_REFUSALS[reason],
+                         {"WWW-Authenticate": SIGNATURE_HEADER})
+        assert timestamp is not None and nonce is not None
+        async with service.pool.acquire() as conn:
+            fresh = await store.remember_nonce(conn, nonce, datetime.fromtimestamp(int(timestamp), UTC),
+                                               datetime.fromtimestamp(now - 2 * window, UTC))
+        if not fresh:
+            raise refuse(service.name, SMS_INBOUND, REPLAYED, 409, "this signed request was received before")
 
     @router.post(
-        "/sms/inbound", response_model=SmsReplyResult, summary="Receive an SMS reply (a rating)",
-        description=SMS_INBOUND_DESCRIPTION, responses=problems(404, 422),
+        SMS_INBOUND, response_model=SmsReplyResult, summary="Receive an SMS reply (a rating)",
+        description=SMS_INBOUND_DESCRIPTION, dependencies=[Depends(signed_by_gateway)],
+        responses=problems(401, 404, 409, 422, d401="Not signed by the gateway, or stale",
+                           d409="Replayed: this signed request was received before"),
     )
     async def sms_inbound(message: InboundSms) -> SmsReplyResult:
         answer = await use_cases.receive_sms_reply(service.unit_of_work(), SmsReply(
@@ -142,8 +218,10 @@ def register(service: Service) -> None:
                                rule=UNKNOWN_PHONE_RULE)
         return answer.result
 
-    @router.get("/notifications", response_model=Page[NotificationView], responses=problems(422),
-                summary="An appeal's notifications, a page at a time, in the order they were planned")
+    @router.get("/notifications", response_model=Page[NotificationView],
+                responses=problems(401, 422, d401=READ_KEY_REFUSED),
+                summary="An appeal's notifications, a page at a time, in the order they were planned",
+                dependencies=[read_key_required(service.name, keys, "/notifications")])
     async def list_notifications(
         appeal_id: str = Query(..., min_length=1, max_length=40, description="The appeal id, as in the receipt."),
         limit: int = LIMIT, cursor: str | None = CURSOR,
@@ -151,8 +229,9 @@ def register(service: Service) -> None:
         rows = await use_cases.notifications_page(service.unit_of_work(), appeal_id, limit, _position(cursor))
         return page_of([NotificationView.of(r) for r in rows], limit, _cursor_of)
 
-    @router.get("/notifications/{notification_id}", response_model=NotificationView, responses=problems(404),
-                summary="One notification with every delivery attempt")
+    @router.get("/notifications/{notification_id}", response_model=NotificationView,
+                responses=problems(401, 404, d401=READ_KEY_REFUSED), summary="One notification with every delivery attempt",
+                dependencies=[read_key_required(service.name, keys, "/notifications/{notification_id}")])
     async def get_notification(notification_id: str) -> NotificationView:
         found = await use_cases.notification_detail(service.unit_of_work(), notification_id)
         if found is None:

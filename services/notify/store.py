@@ -525,3 +525,13 @@ async def save_inbound_sms(conn: asyncpg.Connection, *, message_id: str, phone: 
 async def inbound_sms(conn: asyncpg.Connection, message_id: str) -> asyncpg.Record | None:
     """The reply recorded under a gateway message id, with the answer it got."""
     return await conn.fetchrow("SELECT * FROM inbound_sms WHERE message_id = $1", message_id)
+
+
+async def remember_nonce(conn: asyncpg.Connection, nonce: str, signed_at: datetime, forget_before: datetime) -> bool:
+    """Remember a signed request's nonce; False when it was seen before (a replay). Nonces signed
+    before ``forget_before`` (their requests are stale now) are forgotten in the same transaction."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM inbound_nonces WHERE signed_at < $1", forget_before)
+        return bool(await conn.fetchval(
+            "INSERT INTO inbound_nonces (nonce, signed_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING RETURNING true",
+            nonce, signed_at))

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from services.intake.__main__ import create_service
+from shared.access import API_KEY_HEADER, DEMO_READ_KEY
 from shared.contracts import subjects
 from shared.contracts.common import uscc_check_character
 from tests.support import Recorder, publish, running, wait_for
@@ -163,7 +164,8 @@ async def test_the_http_status_routes_answer_as_the_query_does_and_errors_as_pro
     await publish(js, subjects.IN_HOTLINE, call, msg_id=call["call_id"])
     event = (await wait_for(lambda: recorder.on(subjects.APPEAL_REGISTERED, source_id=call["call_id"])))[0]
     transport = httpx.ASGITransport(app=intake.http)
-    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake",
+                                 headers={API_KEY_HEADER: DEMO_READ_KEY}) as http:
         async def timeline_has_registration():
             response = await http.get(f"/appeals/{event['appeal_id']}")
             return response if response.status_code == 200 and response.json()["timeline"] else None

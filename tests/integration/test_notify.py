@@ -27,6 +27,7 @@ from services.notify import use_cases
 from services.notify.__main__ import context_of, create_service
 from services.notify.domain import notification_id
 from shared import clock
+from shared.access import API_KEY_HEADER, DEMO_READ_KEY, DEMO_SMS_SECRET, GatewaySignature
 from shared.contracts import events as ev
 from shared.contracts import subjects
 from shared.district import DEFAULT_PATH, load_district
@@ -208,7 +209,9 @@ async def settled(db, event_id: str, count: int | None = None) -> list:
 
 
 def http(service) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=service.http), base_url="http://notify")
+    """A client of notify's HTTP API: the demo read key, and each post signed as the SMS gateway signs it."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=service.http), base_url="http://notify",
+                             headers={API_KEY_HEADER: DEMO_READ_KEY}, auth=GatewaySignature(DEMO_SMS_SECRET))
 
 
 # --- the enterprise's receipt ---------------------------------------------------------------------------------
@@ -385,7 +388,7 @@ async def test_an_sms_reply_3_to_a_rating_invitation_becomes_unsatisfied_feedbac
         headers = next(h for s, b, h in recorder.messages if b.get("feedback_id") == f"sms-{gateway_id}")
         assert headers["Nats-Msg-Id"] == f"sms-{gateway_id}"
 
-        again = await client.post("/sms/inbound", json=body)  # the gateway retries its post
+        again = await client.post("/sms/inbound", json=body)  # the gateway retries its post (signed anew)
         assert again.status_code == 200
         assert again.json()["duplicate"] is True and again.json()["rating"] == "unsatisfied"
         unclear = await client.post("/sms/inbound", json={"id": f"{gateway_id}-b", "from": phone, "text": "好的谢谢"})

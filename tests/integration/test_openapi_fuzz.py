@@ -3,8 +3,11 @@
 Each service runs in this process on the real NATS and PostgreSQL and serves its
 FastAPI app over loopback (uvicorn, as ``coffeetime run`` does). schemathesis reads the
 app's own OpenAPI document and sends every operation generated requests, valid and
-invalid (positive and negative modes), once without a token and once with the demo token
-of a handling unit and of the lead unit (``token-<unit_code>``). Each response must not be
+invalid (positive and negative modes), once with no credentials at all and once with the demo
+token of a handling unit and of the lead unit (``token-<unit_code>``), each of those also with
+the demo read key (``X-API-Key``) and every body signed as the SMS gateway signs it
+(``shared.access.signed_headers``), so the signed and key-protected routes are fuzzed past
+their door too. Each response must not be
 a 5xx and must match the documented status codes and schema. Bounded by
 ``OPENAPI_FUZZ_EXAMPLES`` per operation and token (default 8), seeded (``derandomize``).
 """
@@ -16,6 +19,7 @@ import os
 import socket
 
 import pytest
+import requests
 import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -28,7 +32,8 @@ from services.dispatch.__main__ import create_service as create_dispatch
 from services.escalation.__main__ import create_service as create_escalation
 from services.intake.__main__ import create_service as create_intake
 from services.notify.__main__ import create_service as create_notify
-from shared.district import load_district
+from shared.access import API_KEY_HEADER, DEMO_READ_KEY, DEMO_SMS_SECRET, signed_headers
+from shared.district import demo_token, load_district
 from tests.support import running, wait_for
 
 pytestmark = pytest.mark.integration
@@ -49,23 +54,35 @@ def documented_status(ctx, response, case):
 CHECKS = [not_a_server_error, documented_status, response_schema_conformance]
 
 
-def tokens() -> dict[str, dict[str, str]]:
-    """No token, a handling unit's and the lead unit's demo tokens (demo district)."""
+class GatewaySigned(requests.auth.AuthBase):
+    """Signs the body schemathesis generated, as the SMS gateway does (the demo secret)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        request.headers.update(signed_headers(DEMO_SMS_SECRET, body.encode() if isinstance(body, str) else body))
+        return request
+
+
+def identities() -> dict[str, tuple[dict[str, str], requests.auth.AuthBase | None]]:
+    """No credentials; a handling unit's and the lead unit's demo tokens, each with the demo read key and
+    the gateway's signature (demo district)."""
     district = load_district()
     lead = district.lead_unit
     unit = next(u for u in district.units if u.unit_code != lead.unit_code and u.token_sha256)
-    return {"no token": {}, f"token-{unit.unit_code}": {"Authorization": f"Bearer token-{unit.unit_code}"},
-            f"token-{lead.unit_code}": {"Authorization": f"Bearer token-{lead.unit_code}"}}
+    return {"no credentials": ({}, None), **{
+        f"{demo_token(u.unit_code)}, read key, signed": (
+            {"Authorization": f"Bearer {demo_token(u.unit_code)}", API_KEY_HEADER: DEMO_READ_KEY}, GatewaySigned())
+        for u in (unit, lead)}}
 
 
-def checker(cases, base_url: str, headers: dict[str, str]):
+def checker(cases, base_url: str, headers: dict[str, str], auth: requests.auth.AuthBase | None):
     """A hypothesis test that calls the service with each generated case and validates the response."""
 
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @given(cases)
     def check(case):
-        response = case.call(base_url=base_url, headers=headers, timeout=10)
+        response = case.call(base_url=base_url, headers=headers, timeout=10, auth=auth)
         case.validate_response(response, checks=CHECKS, headers=headers)
 
     return check
@@ -78,9 +95,9 @@ def fuzz(openapi: dict, base_url: str) -> list[str]:
     for result in schema.get_all_operations():
         operation = result.ok()
         cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
-        for who, headers in tokens().items():
+        for who, (headers, auth) in identities().items():
             try:
-                checker(cases, base_url, headers)()
+                checker(cases, base_url, headers, auth)()
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - schemathesis raises a BaseExceptionGroup
                 # collect every operation's failure, then assert
                 lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

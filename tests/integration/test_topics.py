@@ -17,6 +17,7 @@ import pytest
 
 from services.intake import use_cases
 from services.intake.__main__ import create_service
+from shared.access import API_KEY_HEADER, DEMO_READ_KEY
 from shared.contracts import OrderDispatched, subjects
 from tests.support import publish, running, wait_for
 from tests.unit.test_topics import file_appeals, lamp, power, received_at
@@ -72,7 +73,8 @@ async def test_the_month_of_hotline_calls_gives_its_growing_theme_over_http_and_
     power_ids = {ids[i] for i, r in enumerate(rows) if power(r) and r["month"] == 0}
     lamp_ids = {ids[i] for i, r in enumerate(rows) if lamp(r)}
     transport = httpx.ASGITransport(app=intake.http)
-    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake",
+                                 headers={API_KEY_HEADER: DEMO_READ_KEY}) as http:
         answer = await http.get("/topics", params={"month": MONTH})
         assert answer.status_code == 200, answer.text
         report = answer.json()
