@@ -71,6 +71,10 @@ class Settings(BaseSettings):
         None, description="client=sha256hex pairs (comma separated): the keys that may read GET /appeals, /topics "
                           "(intake) and /notifications (notify), sent as X-API-Key. Unset: nobody (demo mode: the "
                           "demo key).")
+    open311_api_keys: str | None = Field(
+        None, description="Intake: client=sha256hex pairs (comma separated), the Open311 GeoReport v2 clients that may "
+                          "POST requests and read their own, each sending its key as the api_key parameter. Unset: "
+                          "every Open311 request call is refused (403); services stay public.")
     sms_inbound_secret: SecretStr | None = Field(
         None, description="Notify: the shared secret of the SMS gateway's HMAC-SHA256 signature of POST /sms/inbound. "
                           "Unset: every inbound SMS is refused (demo mode: the demo secret).")
