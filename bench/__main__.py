@@ -8,7 +8,10 @@ nats-server and PostgreSQL unless NATS_URL / DATABASE_URL are set):
 3. latency: calls at ``--rate`` for ``--latency-duration`` seconds;
 4. throughput: full load for ``--duration`` seconds, then the drain (resident
    memory of every service is sampled throughout, reported for this phase too);
-5. escalation: ``--deadlines`` open ladder steps, ``--due`` of them due in seconds.
+5. replicas (only with ``--replicas notify=2,dispatch=2``): a full-load phase with one
+   process of each service, then one per service named with N processes of it
+   (``bench/replicas.py``), and the speed-up of each;
+6. escalation: ``--deadlines`` open ladder steps, ``--due`` of them due in seconds.
 
 Writes ``bench/results/<UTC time>.json`` and prints the table. Asserts nothing.
 Against external servers the run leaves its appeals, orders and notifications
@@ -30,7 +33,7 @@ from datetime import UTC, datetime
 import asyncpg
 import nats
 
-from bench import baselines, deadlines, pipeline, scrape
+from bench import baselines, deadlines, pipeline, replicas, scrape
 from bench.machine import host_info, server_info
 from bench.memory import CpuMeter, RssSampler, find_process
 from bench.report import RESULTS, TARGETS, render, write_json
@@ -64,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--services", default=",".join(SERVICES),
                    help="diagnostics: run only these services (default all four; without notify no SMS is measured)")
     p.add_argument("--phases", default="baselines,latency,throughput,escalation",
-                   help="comma-separated subset of baselines,latency,throughput,escalation")
+                   help="comma-separated subset of baselines,latency,throughput,replicas,escalation "
+                        "(replicas is added by --replicas)")
+    p.add_argument("--replicas", metavar="SERVICE=N,...",
+                   help="also measure these services with N processes each, one service at a time, against one "
+                        "process in the same run (e.g. notify=2,dispatch=2)")
+    p.add_argument("--replica-duration", type=float,
+                   help="seconds of full load of each replicas phase (default 15; quick 5)")
     return p
 
 
@@ -79,6 +88,10 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.pg_seconds = 2.0 if q else 5.0
     args.phases = [x.strip() for x in args.phases.split(",") if x.strip()]
     args.services = tuple(x.strip() for x in args.services.split(",") if x.strip() in SERVICES)
+    args.replicas = replicas.parse_spec(args.replicas, args.services)
+    if args.replicas and "replicas" not in args.phases:
+        args.phases.append("replicas")
+    args.replica_duration = args.replica_duration or (5.0 if q else 15.0)
     return args
 
 
@@ -203,6 +216,33 @@ async def run(args: argparse.Namespace) -> dict:
             sampler.set_phase("settle")
             waited = await pipeline.wait_for_quiet(observer, timeout=5)
             say(f"  quiet after {waited} s")
+
+        if "replicas" in args.phases and args.replicas:
+            say(f"replicas: {args.replica_duration:g} s of full load with one process each, then "
+                + ", ".join(f"{s} x{n}" for s, n in args.replicas.items()) + " ...")
+
+            async def replica_phase(label: str) -> tuple[dict, dict]:
+                sampler.set_phase(f"replicas {label}")
+                extra = {name: (proc.pid, True) for name, proc in stack.procs.items() if "#" in name}
+                meter = CpuMeter(cpu_pids | extra)
+                meter.start()
+                t0 = time.time()
+                t = await pipeline.throughput_phase(
+                    publisher, observer, calls, js, conn, duration=args.replica_duration,
+                    max_backlog=args.max_backlog, drain_timeout=1.0, expect_sms=sms)
+                # appeals of any phase dispatched meanwhile: the backlog of the earlier phases goes first
+                t["dispatched_any"] = sum(1 for x in observer.dispatched.values() if x >= t0)
+                t["dispatched_any_per_s"] = round(t["dispatched_any"] / max(1e-9, time.time() - t0), 1)
+                cpu = meter.stop(t["dispatched_any"])
+                check_alive(stack, results, f"replicas {label}")
+                await pipeline.wait_for_quiet(observer, timeout=5)
+                return t, cpu
+
+            results["replicas"] = await replicas.replicas_phases(
+                args.replicas, stack, replica_phase, js, args.services, say)
+            for service, row in results["replicas"]["speedup"].items():
+                say(f"  {service} x{row['replicas']}: speed-up {row['speedup']} (acked/s)"
+                    + (f", SMS {row['sms_speedup']}" if "sms_speedup" in row else ""))
 
         if "escalation" in args.phases:
             sampler.set_phase("escalation")

@@ -122,6 +122,23 @@ def render(r: dict) -> str:
             line(f"  {label:30} {_n(p['p50'], '', 1):>9} {_n(p['p95'], '', 1):>9} {_n(p['p99'], '', 1):>9} "
                  f"{_n(p['max'], '', 1):>9} {p['n']:>7,}{extra}")
 
+    rep = r.get("replicas")
+    if rep:
+        line("")
+        line("REPLICAS  full load per phase; acked/s = messages the service's durable consumers acked, all processes")
+        line(f"  {'phase':18} {'dispatched/s':>12} {'SMS/s':>7}   acked/s and CPU-ms per appeal by service")
+        for ph in (rep["reference"], *rep["phases"]):
+            line(f"  {ph['label']:18} {_n(ph['dispatched_per_s'], '', 1):>12} {_n(ph['sms_any_per_s'], '', 1):>7}   "
+                 + ", ".join(f"{s} {_n(v, '', 1)} ({_n(ph['cpu_ms_per_appeal'].get(s), ' ms', 2)})"
+                             for s, v in ph["acked_per_s"].items()))
+        for service, row in rep["speedup"].items():
+            n = row["replicas"]
+            line(f"  speed-up {service} x{n}: {_n(row['speedup'], '', 2)} in acked/s "
+                 f"({_n(row['acked_per_s_1'], '', 1)} → {_n(row[f'acked_per_s_{n}'], '', 1)})"
+                 + (f", {_n(row['sms_speedup'], '', 2)} in SMS/s" if "sms_speedup" in row else "")
+                 + f"; its CPU-ms per appeal {_n(row['cpu_ms_per_appeal_1'], '', 2)} → "
+                   f"{_n(row[f'cpu_ms_per_appeal_{n}'], '', 2)}")
+
     base = r.get("baselines")
     if base:
         line("")

@@ -45,6 +45,7 @@ class BenchStack(Stack):
         super().__init__(**kwargs)
         self.profile = profile
         self.profile_out = profile_out
+        self.replica_urls: dict[str, str] = {}
 
     def start(self) -> BenchStack:
         if not self.profile:
@@ -61,14 +62,88 @@ class BenchStack(Stack):
         out = open(log_dir / f"{self.profile}.log", "ab")  # noqa: SIM115 - owned by the process
         assert self.profile_out is not None
         self.procs[self.profile] = subprocess.Popen(
-            [sys.executable, "-m", "pyinstrument", "-r", "html", "-o", str(self.profile_out),
+            [sys.executable, "-m", "pyinstrument", "-r", "pyisession", "-o", str(self._session_file()),
              "-m", f"services.{self.profile}"],
             env=env, stdout=out, stderr=out, start_new_session=True,
         )
         return self
 
+    def _session_file(self) -> Path:
+        assert self.profile_out is not None
+        return self.profile_out.with_suffix(".pyisession")
+
+    def stop(self, timeout: float = 15) -> None:
+        super().stop(timeout)
+        if self.profile and self._session_file().exists():
+            self.render_profile()
+
+    def render_profile(self) -> None:
+        """The profiled service's session as HTML (``profile_out``) and as a text tree beside it (``.txt``)."""
+        session = str(self._session_file())
+        for renderer, out in (("html", self.profile_out), ("text", self.profile_out.with_suffix(".txt"))):
+            subprocess.run([sys.executable, "-m", "pyinstrument", "--load", session, "-r", renderer,
+                            "-p", "flat=true" if renderer == "text" else "timeline=false",
+                            "-o", str(out)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def add_replicas(self, name: str, extra: int, timeout: float = 120) -> list[str]:
+        """Start ``extra`` more processes of service ``name`` (``name#2``, ``name#3``...), each on its own HTTP port.
+
+        They bind the same durable consumers and relay the same outbox as the first
+        (``SKIP LOCKED``): JetStream shares the messages among them. Returns their
+        names once each answers ``/readyz``.
+        """
+        import httpx
+
+        from tools.embedded import free_port
+
+        env = {**os.environ, **self.servers.env(), **self.extra_env}
+        log_dir = self.servers.folder / "logs"
+        started: list[str] = []
+        for k in range(2, 2 + extra):
+            key = f"{name}#{k}"
+            port = free_port()
+            out = open(log_dir / f"{name}-{k}.log", "ab")  # noqa: SIM115 - owned by the process
+            self.procs[key] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"], env={**env, f"{name.upper()}_PORT": str(port)},
+                stdout=out, stderr=out, start_new_session=True,
+            )
+            self.replica_urls[key] = f"http://{self.settings.http_host}:{port}"
+            started.append(key)
+        deadline = time.monotonic() + timeout
+        pending = set(started)
+        while pending and time.monotonic() < deadline:
+            for key in list(pending):
+                if self.procs[key].poll() is not None:
+                    raise RuntimeError(f"{key} exited with code {self.procs[key].returncode}")
+                try:
+                    if httpx.get(self.replica_urls[key] + "/readyz", timeout=1).status_code == 200:
+                        pending.discard(key)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+        if pending:
+            raise TimeoutError(f"not ready after {timeout}s: {', '.join(sorted(pending))}")
+        return started
+
+    def remove_replicas(self, keys: list[str], timeout: float = 20) -> None:
+        """Stop the extra processes started by :meth:`add_replicas` (SIGTERM: each finishes its batches)."""
+        for key in keys:
+            proc = self.procs.get(key)
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for key in keys:
+            proc = self.procs.pop(key, None)
+            self.replica_urls.pop(key, None)
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
     def log_tail(self, name: str, lines: int = 15) -> str:
-        path = self.servers.folder / "logs" / f"{name}.log"
+        path = self.servers.folder / "logs" / f"{name.replace('#', '-')}.log"
         try:
             return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
         except OSError:
