@@ -18,13 +18,21 @@ and from what the gateway was posted:
   times at dispatch and at escalation, and the ``ct.deadline.set`` events in the
   appeal's timeline) or receipt (the notification delivered and an SMS accepted
   by the gateway for the caller's phone);
-- duplicated: an appeal per source id, an order per appeal and unit, a
-  ``ct.appeal.registered`` / ``ct.order.dispatched`` / ``ct.deadline.set`` event
-  per appeal / order / clock, a receipt notification per appeal, distinct SMS
-  per caller, or an SMS id posted to the gateway and accepted more than once
-  (any SMS: receipts and the units' liaisons alike; the local gateway drops a
-  repeated id, real gateways do not all do so);
-- resends: the accepted posts of an SMS id after its first.
+- duplicated (must be 0): an appeal per source id, an order per appeal and
+  unit, a ``ct.appeal.registered`` / ``ct.order.dispatched`` / ``ct.deadline.set``
+  event per appeal / order / clock, a receipt notification per appeal, distinct
+  SMS per caller, or an SMS id the gateway accepted again that notify did not
+  know it resent (more posts than attempts it logged as cut short, 'unknown');
+- resent (in flight, counted): the accepted posts of an SMS id after its first,
+  any SMS (receipts and the units' liaisons alike), each one a resend notify
+  logged. It is checked against what notify had marked 'sending' without an
+  outcome at the faults (read from PostgreSQL at each fault: every id posted
+  again must be one of those, and no more posts than those) and against
+  ``coffeetime_notification_resends_total{channel="sms"}`` (read from every notify
+  process every second and just before it is killed, summed over its lives).
+  The local gateway drops a repeated id (the contract allows it), so no phone
+  gets a message twice here; real gateways do not all do so, so the posts stay
+  in the table.
 
 Scenarios: ``kill`` (kill -9 of each service in turn, restarted shortly after),
 ``replicas`` (two of every service), ``postgres`` (stopped for 10 s), ``nats``
@@ -291,6 +299,10 @@ class World:
         self.nc = None
         self.js = None
         self._db = None
+        self.resends_seen: dict[tuple[str, int], dict[str, float]] = {}
+        """coffeetime_notification_resends_total per notify process life (replica, start) and channel, as last scraped."""
+        self.in_flight: list[dict[str, Any]] = []
+        """What notify had marked 'sending' without an outcome at each fault (:meth:`snapshot_in_flight`)."""
 
     # --- life cycle ------------------------------------------------------------------
 
@@ -507,6 +519,64 @@ class World:
                             "last": last}
         return out
 
+    # --- what notify resends, and what it had in flight ---------------------------------
+
+    async def scrape_resends(self, procs: list[ServiceProcess] | None = None) -> None:
+        """Read ``coffeetime_notification_resends_total`` of each live notify process (kept per process life).
+
+        A killed process's counter dies with it, so the harness reads it every second and once
+        more just before it kills notify; the sum over the lives is what Prometheus's
+        ``increase()`` would make of the resets.
+        """
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+
+        procs = [p for p in (procs if procs is not None else self.procs) if p.name == "notify" and p.alive]
+        async with httpx.AsyncClient(timeout=2) as client:
+            for p in procs:
+                try:
+                    text = (await client.get(p.url + "/metrics")).text
+                except httpx.HTTPError:
+                    continue  # still starting, or going away: the last reading of this life stands
+                counts = {s.labels.get("channel"): s.value for family in text_string_to_metric_families(text)
+                          if family.name == "coffeetime_notification_resends"
+                          for s in family.samples if s.name.endswith("_total")}
+                self.resends_seen[(p.label, p.starts)] = counts
+
+    async def watch_resends(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self.scrape_resends()
+            await asyncio.sleep(1.0)  # a scrape interval, as Prometheus would have
+
+    def resends_counted(self) -> dict[str, float]:
+        """The resends notify counted, per channel, summed over every process life."""
+        out: Counter = Counter()
+        for counts in self.resends_seen.values():
+            out.update(counts)
+        return dict(out)
+
+    async def snapshot_in_flight(self, fault: str, since: datetime | None = None) -> None:
+        """Note the messages marked 'sending' whose outcome is not recorded, at the moment of a fault.
+
+        Those, and only those, may be sent again because of it. ``since``: the wall time the
+        fault began when the snapshot is taken just before it (PostgreSQL's stop); a message
+        marked between the two is taken from its attempt's mark time in the final count.
+        """
+        started = datetime.now(UTC)
+        try:
+            rows = await self.query(
+                "SELECT a.notification_id, n.channel FROM notify.delivery_attempts a"
+                " JOIN notify.notifications n USING (notification_id) WHERE a.outcome = 'sending'")
+        except Exception as exc:  # noqa: BLE001 - recorded: the bound then cannot be checked for this fault
+            self.in_flight.append({"t": self.elapsed(), "fault": fault, "error": repr(exc)[:200]})
+            return
+        ids: dict[str, list[str]] = defaultdict(list)
+        for r in rows:
+            ids[r["channel"]].append(r["notification_id"])
+        self.in_flight.append({"t": self.elapsed(), "fault": fault, "from": since or started,
+                               "to": datetime.now(UTC), "ids": dict(ids)})
+
     # --- settling -------------------------------------------------------------------
 
     async def backlog(self) -> tuple[dict[str, int], tuple]:
@@ -618,6 +688,10 @@ class World:
         notification_status = Counter(r["status"] for r in await self.query("SELECT status FROM notify.notifications"))
         fired = (await self.query("SELECT count(*) AS n FROM escalation.firings WHERE fired_at IS NOT NULL"))[0]["n"]
         dlq = await self.dead_letters()
+        # the attempts notify logged as cut short: 'sending' when a later claim found them, so sent again
+        unknown = await self.query(
+            "SELECT a.notification_id, n.channel, a.at FROM notify.delivery_attempts a"
+            " JOIN notify.notifications n USING (notification_id) WHERE a.outcome = 'unknown'")
 
         by_source: dict[str, list[str]] = defaultdict(list)
         for r in appeals:
@@ -648,7 +722,8 @@ class World:
         sms_to: dict[str, set[str]] = defaultdict(set)
         for m in self.sink.messages:
             sms_to[m["to"]].add(m["id"])
-        resends = sum(n - 1 for n in accepted_posts.values() if n > 1)
+        resent = self.account_resends(accepted_posts, unknown)
+        unaccounted = resent["unaccounted_by_id"]
         dead_lettered_calls = {d["msg_id"] for d in dlq if (d["msg_id"] or "").startswith(PREFIX)}
 
         lost_kinds: Counter = Counter()
@@ -705,8 +780,8 @@ class World:
                 if len(rs) > 1:
                     dup.add("receipt notification")
                 receipt_ids.update(r["notification_id"] for r in rs)
-                if any(accepted_posts[r["notification_id"]] > 1 for r in rs):
-                    dup.add("receipt posted again")
+                if any(unaccounted.get(r["notification_id"]) for r in rs):
+                    dup.add("receipt posted again, not a counted resend")
             sms = sms_to.get(self.load.phone(i), set())
             if not sms:
                 lost.add("receipt sms")
@@ -722,16 +797,16 @@ class World:
                 lost_calls.append(i)
             if dup:
                 dup_calls.append(i)
-        other_resent = sum(1 for nid, n in accepted_posts.items() if n > 1 and nid not in receipt_ids)
+        other_resent = sum(1 for nid in unaccounted if nid not in receipt_ids)
         if other_resent:
-            dup_kinds["other sms posted again"] = other_resent
+            dup_kinds["other sms posted again, not a counted resend"] = other_resent
         duplicated_escalations = sum(1 for n in escalation_events.values() if n > 1)
         if duplicated_escalations:
             dup_kinds["escalation event"] = duplicated_escalations
         return {
             "lost": len(lost_calls) + len(self.unpublished),
             "duplicated": len(dup_calls) + other_resent + duplicated_escalations,
-            "resends": resends,
+            "resent": resent,
             "lost_by_kind": dict(lost_kinds) | ({"not published": len(self.unpublished)} if self.unpublished else {}),
             "duplicated_by_kind": dict(dup_kinds),
             "examples": examples,
@@ -749,6 +824,46 @@ class World:
                                                  default=None),
             },
             "dead_letters": dlq,
+        }
+
+
+    def account_resends(self, accepted_posts: Counter, unknown: list) -> dict[str, Any]:
+        """SMS ids the gateway accepted more than once, held against what notify knew and what was in flight.
+
+        A repeated post of an id is a known resend when notify logged that many of its
+        attempts as cut short ('unknown': the send was in flight at a fault, its outcome
+        never recorded); any post beyond those is a duplicate nobody knew of
+        (``unaccounted_by_id``, counted as duplicated). The known ones are checked against
+        the metric (``coffeetime_notification_resends_total{channel="sms"}``, every process
+        life) and against what notify had marked 'sending' at the faults (snapshots taken at
+        each fault, plus the attempts marked within a second of one).
+        """
+        again = {nid: n - 1 for nid, n in accepted_posts.items() if n > 1}
+        recorded = Counter(r["notification_id"] for r in unknown if r["channel"] == "sms")
+        unaccounted = {nid: extra - recorded[nid] for nid, extra in again.items() if extra > recorded[nid]}
+        in_flight_ids: set[str] = set()
+        per_fault = []
+        slack = timedelta(seconds=1)  # a mark committed as the snapshot read: its attempt's time is close
+        for snap in self.in_flight:
+            if "ids" not in snap:
+                per_fault.append({"t": snap["t"], "fault": snap["fault"], "sms": None, "error": snap["error"]})
+                continue
+            ids = set(snap["ids"].get("sms", ()))
+            ids |= {r["notification_id"] for r in unknown if r["channel"] == "sms"
+                    and snap["from"] - slack <= r["at"] <= snap["to"] + slack}
+            in_flight_ids |= ids
+            per_fault.append({"t": snap["t"], "fault": snap["fault"], "sms": len(ids),
+                              "other": {c: len(v) for c, v in snap["ids"].items() if c != "sms"}})
+        counted = self.resends_counted()
+        not_in_flight = sorted(set(again) - in_flight_ids)
+        return {
+            "posts": sum(again.values()), "ids": len(again),
+            "counted": counted.get("sms", 0.0), "counted_by_channel": counted,
+            "recorded": sum(recorded.values()),
+            "in_flight": sum(f["sms"] or 0 for f in per_fault), "in_flight_by_fault": per_fault,
+            "not_in_flight": not_in_flight[:20], "not_in_flight_count": len(not_in_flight),
+            "unaccounted_by_id": unaccounted, "example": next(iter(sorted(again)), None),
+            "gateway_drops_repeated_ids": True,  # tools/sms_sink.py: a repeated id is accepted, not delivered again
         }
 
 
@@ -772,9 +887,13 @@ async def kill_rotation(world: World) -> None:
             if not victims:
                 continue
             victim = world.random.choice(victims)
+            if name == "notify":
+                await world.scrape_resends([victim])  # its counter dies with it
             victim.kill()
             killed[name] += 1
             world.note("kill -9", service=victim.label, published=world.published)
+            if name == "notify":  # what it had marked 'sending' and not recorded: what may go again
+                await world.snapshot_in_flight(f"kill -9 {victim.label}")
             await asyncio.sleep(o.kill_down_s)
             victim.start()
             if world.publishing_done.is_set() and all(killed[n] for n in SERVICES):
@@ -790,7 +909,9 @@ async def postgres_outage(world: World) -> None:
     await world.published_at_least(1 / 3)
     pg = world.servers._pg
     world.fault_window.append(world.elapsed())
+    await world.snapshot_in_flight("PostgreSQL stopped")  # read just before the stop ...
     await asyncio.to_thread(pg_ctl, ["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user, timeout=30)
+    world.in_flight[-1]["to"] = datetime.now(UTC)  # ... and what was marked until it took effect
     world.note("PostgreSQL stopped", published=world.published)
     await asyncio.sleep(world.options.pg_outage_s)  # the outage
     pg._postmaster_info = None
@@ -806,6 +927,7 @@ async def nats_outage(world: World) -> None:
     world.fault_window.append(world.elapsed())
     world.nats.kill()
     world.note("nats-server killed", published=world.published)
+    await world.snapshot_in_flight("nats-server killed")
     await asyncio.sleep(world.options.nats_outage_s)  # the outage
     await asyncio.to_thread(world.nats.start)
     world.note("nats-server started on its store")
@@ -826,6 +948,7 @@ async def cluster_node_loss(world: World) -> None:
     world.fault_window.append(world.elapsed())
     world.nats.node(leader).kill()
     world.note("cluster node killed", node=leader, published=world.published)
+    await world.snapshot_in_flight(f"cluster node {leader} killed")
     await world.publishing_done.wait()
     world.fault_window.append(world.elapsed())
 
@@ -836,6 +959,7 @@ async def sms_outage(world: World) -> None:
     world.sink.fail_next(10**9, 503)
     world.fault_window.append(world.elapsed())
     world.note("gateway answers 503", published=world.published)
+    await world.snapshot_in_flight("gateway answers 503")
     await asyncio.sleep(world.options.sms_outage_s)  # the outage
     world.sink.fail_next(0, 503)
     world.fault_window.append(world.elapsed())
@@ -948,6 +1072,7 @@ async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
     try:
         await world.start()
         background.append(asyncio.create_task(world.watch_processes()))
+        background.append(asyncio.create_task(world.watch_resends()))
         if scenario.watch_health:
             background.append(asyncio.create_task(world.watch_health()))
         started = time.monotonic()
@@ -965,6 +1090,7 @@ async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
             await asyncio.sleep(1.0)  # one more round of /healthz after the settle, for the record
         if scenario.name == "poison":
             await check_poison(world)
+        await world.scrape_resends()
         tally = await world.tally()
         for p in world.procs:
             p.check_exit()
@@ -977,6 +1103,10 @@ async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
                 (tally["counts"]["last_receipt_delivered_at"] - over).total_seconds(), 1)
         checks = dict(world.extra_checks)
         checks["settled"] = settle_s is not None
+        resent = tally["resent"]
+        checks["SMS posted again <= resends counted in the metric"] = resent["posts"] <= resent["counted"]
+        checks["SMS posted again: each in flight at a fault"] = (
+            resent["posts"] <= resent["in_flight"] and not resent["not_in_flight_count"])
         checks["no process exited by itself"] = not exits
         if scenario.watch_health and health:
             if not scenario.cluster:  # two nodes of three still serve: no outage to report
@@ -989,7 +1119,7 @@ async def run_scenario(scenario: Scenario, options: Options) -> dict[str, Any]:
             "lost": tally["lost"], "duplicated": tally["duplicated"],
             "recovered_without_restart": recovered,
             "settle_s": settle_s,
-            "resends": tally["resends"],
+            "resent": resent,
             "run_s": round(quiet - started, 1),
             "checks": checks,
             "lost_by_kind": tally["lost_by_kind"], "duplicated_by_kind": tally["duplicated_by_kind"],
@@ -1030,13 +1160,21 @@ def _yes(value: bool | None) -> str:
     return "n/a" if value is None else ("yes" if value else "NO")
 
 
+def resent_cell(resent: dict[str, Any] | None) -> str:
+    """``posts (in flight, counted)``: SMS posts of an id already accepted, what was in flight at the faults, the metric."""
+    if not resent:
+        return "None"
+    return f"{resent['posts']} ({resent['in_flight']}, {resent['counted']:g})"
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    head = ("scenario", "calls", "lost", "duplicated", "recovered w/o restart", "settle s", "resends", "checks")
+    head = ("scenario", "calls", "lost", "duplicated", "resent (in flight, counted)", "recovered w/o restart",
+            "settle s", "checks")
     rows = [head]
     for r in results:
         failed = [k for k, v in (r.get("checks") or {}).items() if not v]
         rows.append((r["scenario"], str(r.get("published", r["calls"])), str(r.get("lost")), str(r.get("duplicated")),
-                     _yes(r.get("recovered_without_restart")), str(r.get("settle_s")), str(r.get("resends")),
+                     resent_cell(r.get("resent")), _yes(r.get("recovered_without_restart")), str(r.get("settle_s")),
                      "error: " + r["error"][:60] if "error" in r else ("ok" if not failed else "FAILED: " + "; ".join(failed))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]

@@ -22,6 +22,8 @@ def assert_nothing_lost_or_doubled(result: dict, calls: int) -> None:
     assert result["duplicated"] == 0, (result["duplicated_by_kind"], result["examples"])
     assert result["counts"]["appeals"] == calls
     assert result["counts"]["receipts"] == calls
+    failed = [name for name, ok in result["checks"].items() if not ok]
+    assert not failed, (failed, result["resent"], result.get("alerted_per_subject"))
 
 
 async def test_kill_9_of_each_service_in_turn_loses_nothing_and_does_nothing_twice():
@@ -29,6 +31,10 @@ async def test_kill_9_of_each_service_in_turn_loses_nothing_and_does_nothing_twi
     assert_nothing_lost_or_doubled(result, 200)
     assert set(result["kills"]) == {"intake", "dispatch", "escalation", "notify"}
     assert result["checks"]["no process exited by itself"], result["unexpected_exits"]
+    # an SMS the gateway was posted again is a resend notify counted, of a message in flight at a kill of notify
+    resent = result["resent"]
+    assert resent["posts"] <= min(resent["counted"], resent["in_flight"]), resent
+    assert len(resent["in_flight_by_fault"]) == result["kills"]["notify"]
 
 
 async def test_a_poison_message_on_every_inbound_subject_is_refused_and_blocks_nothing_behind_it():
@@ -37,4 +43,5 @@ async def test_a_poison_message_on_every_inbound_subject_is_refused_and_blocks_n
     outcomes = result["poison_outcomes"]
     assert len(outcomes) == 24
     assert set(outcomes.values()) <= {"rejected", "dead-lettered"}, result["poison_unaccounted"]
+    assert result["checks"]["every poison counted in an alert metric"], result["alerted_per_subject"]
     assert result["checks"]["no process exited by itself"], result["unexpected_exits"]
