@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncpg
 import nats
 import uvicorn
+import uvloop
 from fastapi import FastAPI, Response
 from fastapi.responses import PlainTextResponse
 from faststream.nats import NatsBroker
@@ -31,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from shared import metrics
-from shared.access import check_at_start
+from shared.access import DemoCredentialsRefused, check_at_start
 from shared.bus import ConsumerGroup, broker_options, ensure_streams
 from shared.db import create_pool, migrate
 from shared.http import install_problem_handlers
@@ -221,6 +222,10 @@ def run(factory: Callable[[Settings], Service], name: str) -> None:
     setup_logging(name, settings.log_level)
     service = factory(settings)
     try:
-        asyncio.run(service.serve())
+        # uvloop: the same asyncio API on libuv, cheaper per callback, socket read and timer (README Performance)
+        uvloop.run(service.serve())
     except KeyboardInterrupt:
         pass
+    except DemoCredentialsRefused as refusal:
+        log.error(str(refusal), extra={"service_name": name})
+        raise SystemExit(2) from None
