@@ -23,6 +23,9 @@ from shared import metrics
 
 log = logging.getLogger("coffeetime.outbox")
 
+PUBACK_TIMEOUT_S = 5.0
+"""Longest wait for a relayed row's PubAck; a row without one stays and goes again under the same id."""
+
 
 def new_event_id(service: str) -> str:
     return f"{service[:3]}-{uuid.uuid4().hex}"
@@ -114,12 +117,7 @@ class OutboxRelay:
                 )
                 if not rows:
                     return 0
-                # published in order on one connection, so JetStream stores them in order
-                results = await asyncio.gather(
-                    *(self.js.publish(r["subject"], r["payload"], headers={"Nats-Msg-Id": r["id"]}, timeout=5)
-                      for r in rows),
-                    return_exceptions=True,
-                )
+                results = await self._publish(rows)
                 done = [r["seq"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
                 failed = [res for res in results if isinstance(res, BaseException)]
                 if done:
@@ -132,6 +130,35 @@ class OutboxRelay:
         if failed:
             log.warning("outbox publish failed; will retry", extra={"failed": len(failed), "error": str(failed[0])})
         return len(done)
+
+    async def _publish(self, rows) -> list:
+        """Publish ``rows`` in order on the one connection and wait for their PubAcks (at most ``PUBACK_TIMEOUT_S``).
+
+        ``publish_async``: one message and one future each, the PubAcks arriving on the
+        context's one reply subscription (``js.publish`` made a request, a reply inbox
+        token and a timeout task per row: profiled, a third of a relay round). Returns
+        per row the PubAck or the exception; a row without its PubAck in time counts as
+        failed and stays for the next round, which republishes it under the same id.
+        """
+        futures: list[asyncio.Future] = []
+        results: list = [None] * len(rows)
+        try:
+            for r in rows:
+                futures.append(await self.js.publish_async(r["subject"], r["payload"],
+                                                           headers={"Nats-Msg-Id": r["id"]}))
+        except Exception as exc:  # noqa: BLE001 - e.g. disconnected: this row and the rest wait for the next round
+            for i in range(len(futures), len(rows)):
+                results[i] = exc
+        if futures:
+            _, pending = await asyncio.wait(futures, timeout=PUBACK_TIMEOUT_S)
+            for fut in pending:
+                fut.cancel()  # releases its place among the context's pending publishes
+        for i, fut in enumerate(futures):
+            if fut.cancelled():
+                results[i] = TimeoutError(f"no PubAck within {PUBACK_TIMEOUT_S:g} s")
+            else:
+                results[i] = fut.exception() or fut.result()
+        return results
 
     async def _stats(self) -> None:
         while True:
