@@ -223,8 +223,10 @@ def test_prometheus_scrapes_every_service_and_loads_the_rules():
     for name in SERVICES:
         job = jobs[f"coffeetime-{name}"]
         assert job.get("metrics_path", "/metrics") == "/metrics"
-        targets = [t for sc in job["static_configs"] for t in sc["targets"]]
-        assert targets == [f"{name}:{DEFAULT_PORTS[name]}"], name
+        # every replica: compose's DNS gives a service's name all its containers' addresses
+        (dns,) = job["dns_sd_configs"]
+        assert dns == {"names": [name], "type": "A", "port": DEFAULT_PORTS[name]}, name
+        assert "static_configs" not in job, f"{name}: a static target would scrape one replica at random"
 
 
 # --- Grafana -------------------------------------------------------------------------------
@@ -279,39 +281,94 @@ def _healthcheck_command(service: dict[str, Any]) -> str:
     return " ".join(test) if isinstance(test, list) else test
 
 
-def test_compose_runs_every_service_with_its_command_and_health_check():
-    compose = yaml.safe_load(COMPOSE.read_text())
-    services = compose["services"]
+NATS_NODES = ("nats-1", "nats-2", "nats-3")
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_runs_two_replicas_of_every_service_with_its_command_and_health_check():
+    services = _compose()["services"]
+    host_ranges = []
     for name in SERVICES:
         service = services[name]
         port = DEFAULT_PORTS[name]
         assert service["command"] == ["coffeetime", "run", name]
+        assert service["deploy"]["replicas"] == 2, name
+        assert "container_name" not in service, f"{name}: a fixed container name allows one replica"
         assert service["build"]["dockerfile"] == "deploy/Dockerfile"
         assert (COMPOSE.parent / service["build"]["context"] / service["build"]["dockerfile"]).exists()
         check = _healthcheck_command(service)
         assert f"127.0.0.1:{port}/readyz" in check, name
         env = service["environment"]
-        assert env["NATS_URL"].startswith(f"nats://{name}:${{{name.upper()}_PASSWORD")
-        assert env["NATS_URL"].endswith("@nats:4222")
+        # its own NATS user on every node of the cluster
+        assert env["NATS_URL"] == ",".join(f"nats://{node}:4222" for node in NATS_NODES)
+        assert env["NATS_USER"] == name
+        assert env["NATS_PASSWORD"].startswith(f"${{{name.upper()}_PASSWORD:?"), name
+        assert env["NATS_INBOX_PREFIX"] == f"_INBOX_{name}"
+        assert str(env["STREAM_REPLICAS"]) == "3"
         assert env["DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["DATABASE_URL"]
         assert env["HTTP_HOST"] == "0.0.0.0", "the HTTP server must listen beyond the container's loopback"
-        assert f"{port}:{port}" in [str(p) for p in service["ports"]]
-        assert {"nats", "postgres"} <= set(service["depends_on"])
+        # a host port per replica: a range of host ports onto the one container port
+        (mapping,) = [str(p) for p in service["ports"]]
+        match = re.fullmatch(rf"(\d+)-(\d+):{port}", mapping)
+        assert match, f"{name}: {mapping} gives its replicas no host port each"
+        low, high = int(match.group(1)), int(match.group(2))
+        assert high - low + 1 >= service["deploy"]["replicas"], name
+        host_ranges.append(range(low, high + 1))
+        assert set(NATS_NODES) | {"postgres"} <= set(service["depends_on"])
+        assert all(c["condition"] == "service_healthy" for c in service["depends_on"].values()), name
+    assert all(not set(a) & set(b) for i, a in enumerate(host_ranges) for b in host_ranges[i + 1:]), host_ranges
     assert "SMS_GATEWAY_URL" in services["notify"]["environment"]
     assert all("SMS_GATEWAY_URL" not in services[n]["environment"] for n in SERVICES if n != "notify")
 
 
-def test_compose_runs_nats_postgres_prometheus_and_grafana_with_the_files_here():
-    compose = yaml.safe_load(COMPOSE.read_text())
+def _flags(command: list[str]) -> dict[str, str]:
+    assert command[:3] == ["-js", "-c", "/etc/nats/nats.conf"], command
+    assert len(command[3:]) % 2 == 0, command
+    return dict(zip(command[3::2], command[4::2], strict=True))
+
+
+def test_compose_runs_a_three_node_nats_cluster_with_jetstream_each_on_its_own_store():
+    compose = _compose()
     services = compose["services"]
-    nats = services["nats"]
-    assert nats["image"].startswith("nats:2.10")
-    assert nats["command"] == ["-js", "-c", "/etc/nats/nats.conf"]
+    assert "nats" not in services, "the single node gave way to the cluster"
+    wanted = _environment_variables()
+    routes, stores, client_ports = set(), set(), set()
+    for node in NATS_NODES:
+        nats = services[node]
+        assert nats["image"].startswith("nats:2.10")
+        flags = _flags(nats["command"])
+        assert flags["--name"] == node, "a unique server name per node"
+        assert flags["--cluster_name"] == "coffeetime"
+        assert flags["--cluster"] == "nats://0.0.0.0:6222"
+        routes.add(flags["--routes"])
+        assert flags["--routes"].split(",") == [f"nats://{n}:6222" for n in NATS_NODES]
+        volumes = dict(v.rsplit(":", 1)[0].split(":", 1) if v.endswith(":ro") else v.split(":", 1)
+                       for v in nats["volumes"])
+        assert volumes["./nats/nats.conf"] == "/etc/nats/nats.conf"
+        store = next(src for src, target in volumes.items() if target == "/data")
+        assert store in compose["volumes"], f"{node}: {store} is a named volume"
+        stores.add(store)
+        ports = {str(p).split("#")[0].strip() for p in nats["ports"]}
+        client = next(p for p in ports if p.endswith(":4222"))
+        assert any(p.startswith("127.0.0.1:") and p.endswith(":8222") for p in ports), f"{node}: monitoring local"
+        client_ports.add(client.split(":")[0])
+        assert "wget" in _healthcheck_command(nats) and "8222/healthz" in _healthcheck_command(nats)
+        # every password nats.conf reads is handed to each node
+        assert wanted <= set(nats["environment"]), sorted(wanted - set(nats["environment"]))
+    assert len(routes) == 1 and len(stores) == 3 and len(client_ports) == 3
+    assert "nats-data" not in compose["volumes"]
+
+
+def test_compose_runs_postgres_prometheus_and_grafana_with_the_files_here():
+    services = _compose()["services"]
     assert services["postgres"]["image"] == "postgres:16"
-    for service in ("nats", "postgres", *SERVICES):
+    for service in ("postgres", *NATS_NODES, *SERVICES):
         assert "healthcheck" in services[service], service
     mounted = {}
-    for service in ("nats", "prometheus", "grafana"):
+    for service in (*NATS_NODES, "prometheus", "grafana"):
         for volume in services[service]["volumes"]:
             source, _, target = volume.partition(":")
             if source.startswith("./"):
@@ -321,9 +378,6 @@ def test_compose_runs_nats_postgres_prometheus_and_grafana_with_the_files_here()
     assert mounted["./prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
     assert mounted["./prometheus/alerts.yml"] == "/etc/prometheus/alerts.yml"
     assert "./grafana/coffeetime.json" in mounted
-    # every password nats.conf reads from the environment is handed to the nats container
-    wanted = _environment_variables()
-    assert wanted <= set(nats["environment"]), sorted(wanted - set(nats["environment"]))
 
 
 def test_the_dockerfile_builds_one_image_for_the_four_services():
