@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     outbox_batch: int = Field(500, description="Outbox rows relayed per round.")
     rating_wait_days: float = Field(7.0, description="Days a reply waits for the enterprise's rating before the appeal closes as not rated.")
     scan_interval_s: float = Field(0.25, description="Escalation scanner period.")
+    notify_http_concurrency: int = Field(
+        16, ge=1, le=256, description="Notify: requests in flight per HTTP channel (SMS gateway, WeCom robots), "
+                                      "and the size of that channel's own kept-alive connection pool.")
     duplicate_window_days: float = Field(
         30.0, description="Intake: an appeal of the same enterprise received within this many days may be repeated "
                           "(重复诉求并单); 0 turns duplicate merging off.")
