@@ -119,7 +119,8 @@ def build_context(settings: Settings, *, rules: NotifyRules | None = None,
     district = district or load_district(settings.district_config)
     warn_of_a_short_budget(rules)
     timeout = rules.delivery.timeout_seconds
-    limits = httpx.Limits(max_connections=HTTP_CONCURRENCY, max_keepalive_connections=HTTP_CONCURRENCY)
+    concurrency = settings.notify_http_concurrency  # NOTIFY_HTTP_CONCURRENCY, default HTTP_CONCURRENCY
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     http = {channel: httpx.AsyncClient(timeout=timeout, limits=limits) for channel in HTTP_CHANNELS}
     if settings.sms_gateway_url:
         sms = SmsGateway(settings.sms_gateway_url, http["sms"], timeout=timeout)

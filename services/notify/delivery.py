@@ -72,7 +72,7 @@ def register(service: Service, ctx: Context) -> None:
     """Add one delivery worker per channel to the service's background tasks."""
     for channel in CHANNELS:
         RESENDS.labels(channel)  # from 0, so the first resend after a start shows in increase()
-        service.background.append(DeliveryWorker(ctx, channel).task())
+        service.background.append(DeliveryWorker(ctx, channel, concurrency=ctx.settings.notify_http_concurrency).task())
 
 
 class DeliveryWorker:

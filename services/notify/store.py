@@ -206,7 +206,9 @@ async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease
 
     ``SKIP LOCKED`` lets replicas claim side by side; moving ``next_attempt_at`` to the
     lease's end hides a claimed row from the others until the outcome is recorded, or
-    until the lease runs out when the worker died mid-send.
+    until the lease runs out when the worker died mid-send. Receipts come first, then
+    urgent appeals' messages, then the oldest: a burst of liaison messages never holds
+    back an enterprise's receipt for more than the round already in flight.
     """
     rows = await conn.fetch(
         """
@@ -216,7 +218,7 @@ async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease
             SELECT notification_id FROM notifications
             WHERE status = 'pending' AND channel = $1 AND next_attempt_at <= $2 AND not_before <= $2
               AND (locked_until IS NULL OR locked_until <= $2)
-            ORDER BY urgent DESC, next_attempt_at
+            ORDER BY template_kind = 'receipt' DESC, urgent DESC, next_attempt_at
             LIMIT $4
             FOR UPDATE SKIP LOCKED
         ) due
