@@ -256,6 +256,28 @@ def test_http_binds_loopback_unless_configured_and_the_deploy_files_configure_it
     assert k8s["data"]["HTTP_HOST"] == "0.0.0.0"
 
 
+WANTED = {"intake": {"UNIT_TOKENS", "READ_API_KEYS"}, "dispatch": {"UNIT_TOKENS"}, "escalation": {"UNIT_TOKENS"},
+          "notify": {"UNIT_TOKENS", "READ_API_KEYS", "SMS_INBOUND_SECRET"}}
+
+
+def test_compose_and_kubernetes_supply_real_credentials_and_never_demo_mode():
+    compose = yaml.safe_load((REPO / "deploy/compose.yaml").read_text(encoding="utf-8"))
+    for name, wanted in WANTED.items():
+        env = compose["services"][name]["environment"]
+        for variable in wanted:  # required from deploy/.env: compose stops with the name when one is missing
+            assert str(env[variable]).startswith(f"${{{variable}:?"), (name, variable)
+        assert "DEMO_MODE" not in env, name
+    for name, wanted in WANTED.items():
+        deployment = next(yaml.safe_load_all((REPO / f"deploy/k8s/{name}.yaml").read_text(encoding="utf-8")))
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        from_secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+        for variable in wanted - {"SMS_INBOUND_SECRET"}:  # notify's secret is in its own Secret coffeetime-notify
+            assert from_secrets[variable] == {"name": "coffeetime-access", "key": variable}, (name, variable)
+        assert "DEMO_MODE" not in {e["name"] for e in container["env"]}, name
+    config = yaml.safe_load((REPO / "deploy/k8s/config.yaml").read_text(encoding="utf-8"))
+    assert "DEMO_MODE" not in config["data"]
+
+
 # --- the demo credentials --------------------------------------------------------------------------------
 
 async def test_outside_demo_mode_a_service_refuses_the_demo_tokens_and_starts_with_real_ones(servers):
