@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module("tools.notify_ops").add_arguments(p)
     p.set_defaults(func=lambda a: importlib.import_module("tools.notify_ops").main(a))
 
+    p = sub.add_parser("calendar", help="the State Council's schedule for a year: load, show; re-plan open deadlines")
+    importlib.import_module("tools.calendar").add_arguments(p)
+    p.set_defaults(func=lambda a: importlib.import_module("tools.calendar").main(a))
+
     p = sub.add_parser("chaos", help="the fault scenarios (make chaos): what kill -9, outages and poison lose or double")
     importlib.import_module("tools.chaos").add_arguments(p)
     p.set_defaults(func=lambda a: importlib.import_module("tools.chaos").run_from_args(a))

@@ -25,3 +25,14 @@ ESCALATIONS = Counter("coffeetime_escalations_total", "Ladder steps fired (warni
                       ["level"], registry=registry)
 FIRING_LAG = Gauge("coffeetime_escalation_firing_lag_seconds",
                    "How late after its time the latest step fired was, in seconds", registry=registry)
+DEADLINES_IN_UNKNOWN_YEAR = Gauge(
+    "coffeetime_deadlines_in_unknown_year",
+    "Open handling deadlines falling in a year neither a loaded State Council schedule nor chinese-calendar "
+    "knows (planned on the Monday-Friday guess), by year", ["year"], registry=registry)
+DEADLINES_AHEAD = Gauge(
+    "coffeetime_deadlines_due_ahead",
+    "Open handling deadlines falling due per unit on each of the next seven days "
+    "(day 0 = today, Asia/Shanghai; overdue ones are not counted)", ["unit_code", "day"], registry=registry)
+DEADLINES_MOVED = Counter("coffeetime_deadlines_replanned_total",
+                          "Running deadlines moved by a revised working-day calendar, by clock", ["clock"],
+                          registry=registry)

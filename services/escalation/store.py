@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple
 
 import asyncpg
@@ -398,4 +398,69 @@ async def noticed_in(conn: asyncpg.Connection, start: datetime, end: datetime) -
         ORDER BY f.fired_at
         """,
         start, end,
+    )
+
+
+# --- the loaded State Council years -------------------------------------------------------
+
+CALENDAR_SIGNATURE = (
+    "SELECT coalesce(string_agg(year::text || ':' || digest, ',' ORDER BY year), '') FROM calendar_years"
+)
+"""Which schedules are loaded, as one short string: a replica compares it with the one its calendar was built from."""
+
+
+async def calendar_signature(conn: asyncpg.Connection) -> str:
+    """(year, digest) of every loaded year; changes when a year is loaded, replaced or removed."""
+    return await conn.fetchval(CALENDAR_SIGNATURE)
+
+
+async def calendar_years(conn: asyncpg.Connection, year: int | None = None) -> list[asyncpg.Record]:
+    """The loaded years (or the one ``year``): year, document, digest, source, loaded_at, loaded_by."""
+    return await conn.fetch(
+        "SELECT year, document, digest, source, loaded_at, loaded_by FROM calendar_years"
+        " WHERE $1::int IS NULL OR year = $1 ORDER BY year", year)
+
+
+async def save_calendar_year(conn: asyncpg.Connection, year: int, document: dict, digest: str, source: str,
+                             now: datetime, by: str) -> str:
+    """Store a checked year whole (one row), and the load in ``calendar_loads``: loaded, replaced or unchanged."""
+    before = await conn.fetchval("SELECT digest FROM calendar_years WHERE year = $1 FOR UPDATE", year)
+    outcome = "unchanged" if before == digest else "replaced" if before is not None else "loaded"
+    if outcome != "unchanged":
+        await conn.execute(
+            "INSERT INTO calendar_years (year, document, digest, source, loaded_at, loaded_by)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (year) DO UPDATE SET document = EXCLUDED.document,"
+            " digest = EXCLUDED.digest, source = EXCLUDED.source, loaded_at = EXCLUDED.loaded_at,"
+            " loaded_by = EXCLUDED.loaded_by",
+            year, document, digest, source, now, by)
+    await conn.execute("INSERT INTO calendar_loads (year, digest, outcome, loaded_at, loaded_by)"
+                       " VALUES ($1, $2, $3, $4, $5)", year, digest, outcome, now, by)
+    return outcome
+
+
+async def running_orders(conn: asyncpg.Connection, after: str, limit: int) -> list[str]:
+    """Ids of dispatched orders not replied to nor returned for good, after ``after`` in id order (a page).
+
+    The appeal's closure is checked by the caller (it stops the clocks too).
+    """
+    rows = await conn.fetch(
+        "SELECT order_id FROM orders WHERE dispatched_at IS NOT NULL AND replied_at IS NULL"
+        " AND return_accepted_at IS NULL AND order_id > $1 ORDER BY order_id LIMIT $2", after, limit)
+    return [r["order_id"] for r in rows]
+
+
+async def open_deadlines(conn: asyncpg.Connection, today: date) -> list[asyncpg.Record]:
+    """Open orders' handling deadlines, counted per unit, year and day (``days_ahead`` from ``today``, Asia/Shanghai)."""
+    return await conn.fetch(
+        f"""
+        WITH o AS ({_ORDERS_WITH_CLOSURE} AND o.replied_at IS NULL AND o.return_accepted_at IS NULL)
+        SELECT unit_code,
+               extract(year FROM handling_due AT TIME ZONE 'Asia/Shanghai')::int AS year,
+               (handling_due AT TIME ZONE 'Asia/Shanghai')::date - $1::date AS days_ahead,
+               count(*) AS n
+        FROM o
+        WHERE closed_at IS NULL AND merged_at IS NULL AND handling_due IS NOT NULL
+        GROUP BY 1, 2, 3
+        """,
+        today,
     )

@@ -2,23 +2,36 @@
 
 The use cases (:mod:`services.escalation.use_cases`) read and write through
 ``uow.clocks`` (order facts, closures, ratings, the ladder's firings) and
-``uow.evaluation`` (the monthly counts and notices); the SQL stays in
+``uow.evaluation`` (the monthly counts and notices) and ``uow.calendar`` (the loaded
+State Council years); the SQL stays in
 :mod:`services.escalation.store`. ``tests/unit/test_escalation_service_layer.py``
 puts in-memory repositories of the same shape in their place.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
 from services.escalation import store
-from services.escalation.domain import AppealStep, Clock, ClosureKind, Firing, OrderFacts, OrderPlan, StepState
+from services.escalation.domain import (
+    AppealStep,
+    Clock,
+    ClosureKind,
+    Firing,
+    OrderFacts,
+    OrderPlan,
+    StepState,
+    document_of,
+    parse_year,
+)
 from services.escalation.store import Closure, DueStep, Rating
 from shared.contracts import MonthlyListItem
 from shared.unit_of_work import UnitOfWork
+from shared.workcalendar import OfficialYear
 
 
 class ClockRepository:
@@ -108,13 +121,49 @@ class EvaluationRepository:
                 for r in await store.noticed_in(self.conn, start, end)]
 
 
+class CalendarRepository:
+    """The State Council years the district loaded (``calendar_years``), on one connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def signature(self) -> str:
+        """(year, digest) of every loaded year, as one string: equal signatures, equal calendars."""
+        return await store.calendar_signature(self.conn)
+
+    async def years(self) -> list[OfficialYear]:
+        """Every loaded year, checked again as it is read (a row edited by hand cannot half-apply)."""
+        return [parse_year(json.dumps(r["document"], ensure_ascii=False))
+                for r in await store.calendar_years(self.conn)]
+
+    async def year(self, year: int) -> asyncpg.Record | None:
+        """The stored row of ``year`` (document, digest, source, loaded_at, loaded_by), or ``None``."""
+        rows = await store.calendar_years(self.conn, year)
+        return rows[0] if rows else None
+
+    async def save(self, year: OfficialYear, now: datetime, by: str) -> str:
+        """Store a checked year whole; returns loaded, replaced or unchanged (the same schedule again)."""
+        return await store.save_calendar_year(self.conn, year.year, document_of(year), year.digest, year.source,
+                                              now, by)
+
+    async def running_orders(self, after: str, limit: int) -> list[str]:
+        """A page of the ids of orders whose clocks may run, in id order."""
+        return await store.running_orders(self.conn, after, limit)
+
+    async def open_deadlines(self, today: date) -> list[asyncpg.Record]:
+        """Open handling deadlines per unit, year and days ahead of ``today``."""
+        return await store.open_deadlines(self.conn, today)
+
+
 class EscalationUnitOfWork(UnitOfWork):
-    """One transaction of escalation, with ``clocks`` and ``evaluation`` on its connection."""
+    """One transaction of escalation, with ``clocks``, ``evaluation`` and ``calendar`` on its connection."""
 
     clocks: ClockRepository
     evaluation: EvaluationRepository
+    calendar: CalendarRepository
 
     def open_repositories(self, conn: asyncpg.Connection) -> None:
         """Build the repositories on the transaction's connection."""
         self.clocks = ClockRepository(conn)
         self.evaluation = EvaluationRepository(conn)
+        self.calendar = CalendarRepository(conn)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -28,7 +29,7 @@ from services.escalation import domain
 from services.escalation.config import Context
 from services.escalation.months import month_bounds
 from services.escalation.store import Closure, DueStep, Rating
-from services.escalation.unit_of_work import ClockRepository, EvaluationRepository
+from services.escalation.unit_of_work import CalendarRepository, ClockRepository, EvaluationRepository
 from shared.contracts import MonthlyList, subjects
 from shared.contracts import events as ev
 from shared.unit_of_work import Inbox
@@ -50,7 +51,7 @@ ClockEvent = (ev.OrderDispatched | ev.OrderSigned | ev.OrderReturned | ev.Return
 
 #: The publications of escalation (declared by ``handlers.register``).
 PUBLISHES: tuple[str, ...] = (subjects.DEADLINE_SET, subjects.DEADLINE_WARNING, subjects.APPEAL_ESCALATED,
-                              subjects.DEADLINE_MONTHLY_LIST)
+                              subjects.DEADLINE_MONTHLY_LIST, subjects.DEADLINE_MOVED)
 
 PLEASED = frozenset({"satisfied", "basically_satisfied"})
 
@@ -60,6 +61,7 @@ class EscalationWork(Protocol):
 
     clocks: ClockRepository
     evaluation: EvaluationRepository
+    calendar: CalendarRepository
     inbox: Inbox
 
     def publish(self, subject: str, event) -> None: ...
@@ -87,6 +89,8 @@ async def record_clock_events(uow: EscalationWork, ctx: Context, received: list[
     key twice in one batch counts once.
     """
     await uow.clocks.lock_appeals([r.event.appeal_id for r in received])
+    # after the locks: an order re-planned under a newly loaded year is never planned under the old one again
+    await ctx.calendar_sync.refresh(uow.calendar, ctx.calendar)
     fresh_keys = await uow.first_time(EVENTS_INBOX, [r.key for r in received])
     fresh: list[Received] = []
     for r in received:
@@ -97,8 +101,15 @@ async def record_clock_events(uow: EscalationWork, ctx: Context, received: list[
     return len(fresh)
 
 
-async def apply_events(uow: EscalationWork, ctx: Context, received: list[Received], now: datetime) -> None:
-    """Store what the events tell, re-plan the orders they touch, stage ``ct.deadline.set`` for moved clocks."""
+async def apply_events(uow: EscalationWork, ctx: Context, received: list[Received], now: datetime,
+                       replan: Iterable[str] = ()) -> list[domain.DeadlineMove]:
+    """Store what the events tell, re-plan the orders they touch, stage ``ct.deadline.set`` for moved clocks.
+
+    ``replan``: more orders to re-plan with no new event (a revised calendar;
+    their appeals locked by the caller). A published deadline the revised
+    calendar alone moves (the order's stored facts planned again give another
+    one) also stages ``ct.deadline.moved`` for its unit; those moves are returned.
+    """
     clocks = uow.clocks
     updates: dict[str, domain.OrderFacts] = {}
     closures: list[Closure] = []
@@ -127,23 +138,36 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
     await clocks.add_closures(closures)
     await clocks.add_ratings(ratings)
 
-    order_ids = set(updates) | set(await clocks.orders_of_appeals(closed_appeals))
+    order_ids = set(updates) | set(await clocks.orders_of_appeals(closed_appeals)) | set(replan)
     if not order_ids:
-        return
+        return []
     stored = await clocks.load_orders(order_ids)
     appeal_ids = {u.appeal_id for u in updates.values()} | {f.appeal_id for f, _ in stored.values()}
     closures_by_appeal = await clocks.closures_of(appeal_ids)
     states = await clocks.firing_states(order_ids)
 
-    saves, additions, cancellations, requests = [], [], [], []
+    saves, additions, cancellations, requests, moves = [], [], [], [], []
     for order_id in sorted(order_ids):
-        facts, published = stored.get(order_id, (None, {}))
+        known, published = stored.get(order_id, (None, {}))
+        if known is None and order_id not in updates:
+            continue  # asked to re-plan an order never stored: nothing to plan
         update = updates.get(order_id)
-        facts = domain.merge_facts(facts, update) if facts and update else facts or update
+        facts = domain.merge_facts(known, update) if known and update else known or update
         assert facts is not None
-        facts = _with_appeal_stops(facts, closures_by_appeal)
+        facts = with_appeal_stops(facts, closures_by_appeal)
         plan = domain.plan_order(facts, ctx.calendar)
         change = domain.reconcile(plan, states.get(order_id, {}))
+        moved = domain.pending_moves(facts, plan, published, ctx.calendar)
+        if moved and update is not None and known is not None:
+            # an event moved it too (an extension...): told only if the calendar alone moves it as well
+            stored_plan = domain.plan_order(with_appeal_stops(known, closures_by_appeal), ctx.calendar)
+            moved = moved if domain.pending_moves(facts, stored_plan, published, ctx.calendar) else []
+        elif update is not None:
+            moved = []
+        for move in moved:
+            uow.publish(subjects.DEADLINE_MOVED,
+                        domain.deadline_moved_event(move, facts, ctx.calendar_sync.reason(ctx.calendar), now))
+        moves.extend(moved)
         published = dict(published)
         for clock_name, due in domain.deadlines_to_publish(plan, published):
             uow.publish(subjects.DEADLINE_SET, domain.deadline_set_event(facts, clock_name, due, now))
@@ -160,9 +184,10 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
     if additions or cancelled or requests:
         log.debug("ladders updated", extra={"orders": len(saves), "planned": len(additions),
                                             "cancelled": cancelled, "difficult": len(requests)})
+    return moves
 
 
-def _with_appeal_stops(facts: domain.OrderFacts, closures_by_appeal) -> domain.OrderFacts:
+def with_appeal_stops(facts: domain.OrderFacts, closures_by_appeal) -> domain.OrderFacts:
     """The order's facts with the appeal's closure or merge that ends it (:func:`domain.appeal_stops`)."""
     closed_at, merged_at = domain.appeal_stops(closures_by_appeal.get(facts.appeal_id, ()), facts.dispatched_at)
     return dataclasses.replace(facts, closed_at=closed_at, merged_at=merged_at)
@@ -248,7 +273,7 @@ async def _appeal_step_events(
     closures = await uow.clocks.closures_of(appeal_ids)
     plans: dict[str, dict[str, tuple[domain.OrderFacts, domain.OrderPlan]]] = {}
     for stored_facts, _published in stored.values():
-        facts = _with_appeal_stops(stored_facts, closures)
+        facts = with_appeal_stops(stored_facts, closures)
         plans.setdefault(facts.appeal_id, {})[facts.order_id] = (facts, domain.plan_order(facts, ctx.calendar))
     events: dict[domain.AppealStep, ev.AppealEscalated] = {}
     records = []

@@ -1,7 +1,7 @@
 """Notify's subscribers: what it consumes and publishes, and each delivery turned into a use case call.
 
-One batch handler serves ``ct.appeal.>``, ``ct.order.>``, ``ct.deadline.warning`` and
-``ct.deadline.monthly_list`` (one durable consumer each, so every subject is consumed
+One batch handler serves ``ct.appeal.>``, ``ct.order.>``, ``ct.deadline.warning``,
+``ct.deadline.moved`` and ``ct.deadline.monthly_list`` (one durable consumer each, so every subject is consumed
 once; the two ``ct.deadline.set`` of every order are not fetched at all). The bus has
 parsed each message into its contract model (an invalid one is dead-lettered before
 it gets here); the handler hands the batch to :func:`use_cases.plan_events`, one
@@ -26,7 +26,8 @@ from shared.service import Service
 
 log = logging.getLogger("coffeetime.notify")
 
-SUBJECTS: tuple[str, ...] = ("ct.appeal.>", "ct.order.>", subjects.DEADLINE_WARNING, subjects.DEADLINE_MONTHLY_LIST)
+SUBJECTS: tuple[str, ...] = ("ct.appeal.>", "ct.order.>", subjects.DEADLINE_WARNING, subjects.DEADLINE_MONTHLY_LIST,
+                             subjects.DEADLINE_MOVED)
 """What notify consumes; subjects without a rule are acked and ignored."""
 
 PUBLISHES: tuple[str, ...] = (subjects.NOTIFY_DELIVERED, subjects.NOTIFY_FAILED, subjects.IN_FEEDBACK)

@@ -154,11 +154,22 @@ class FakeInbox:
         return (consumer, key) in self.uow.handled
 
 
+class FakeCalendar:
+    """No State Council year loaded (the signature of none)."""
+
+    async def signature(self) -> str:
+        return ""
+
+    async def years(self) -> list:
+        return []
+
+
 class FakeEscalationUnitOfWork(FakeUnitOfWork):
     def __init__(self) -> None:
         super().__init__("escalation", publishes=use_cases.PUBLISHES)
         self.clocks = FakeClocks()
         self.evaluation = FakeEvaluation()
+        self.calendar = FakeCalendar()
         self.inbox = FakeInbox(self)
 
 

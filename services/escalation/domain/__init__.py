@@ -29,6 +29,7 @@ from services.escalation.domain.calendar_year import (
     ScheduleProblem,
     YearSchedule,
     document_of,
+    loadable_problems,
     parse_year,
 )
 from services.escalation.domain.clock_changes import CLOCK_EVENTS, ClockChange, cancelled_levels, clock_change
@@ -101,5 +102,5 @@ __all__ = [
     "plan_firings", "plan_order", "rank_units", "rate", "reason_for", "reconcile", "resolve_policy",
     "sign_for_due_at", "stable_event_id", "step_event", "step_reason", "targets_for", "targets_for_order",
     "DeadlineMove", "ScheduleInvalid", "ScheduleProblem", "YearSchedule", "deadline_moved_event", "document_of",
-    "move_of", "parse_year", "pending_moves",
+    "loadable_problems", "move_of", "parse_year", "pending_moves",
 ]

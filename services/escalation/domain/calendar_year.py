@@ -27,6 +27,14 @@ wrong with it), so nothing of a bad file is ever stored. The rules, each named:
 * ``workday_on_weekend`` — a make-up working day is a Saturday or a Sunday;
 * ``from_before_to`` / ``dates_or_range`` — a holiday gives ``dates`` or ``from``/``to``.
 
+And when it is loaded (:func:`loadable_problems`):
+
+* ``year_window`` — this year or next (Asia/Shanghai): a schedule is loaded for the
+  deadlines still to come, and a past year has none;
+* ``over_package`` — a year ``chinese-calendar`` already knows is replaced only when
+  asked to (``--over-package``): the file wins over the package for that year, so a
+  correction of the State Council (as in 2020) must be meant.
+
 Pure: no I/O.
 """
 
@@ -210,3 +218,16 @@ def document_of_parts(year: int, holidays: dict[date, str], workdays: dict[date,
 def document_of(year: OfficialYear) -> dict:
     """:class:`OfficialYear` as its normalised document (a valid year file again)."""
     return document_of_parts(year.year, dict(year.holidays), dict(year.workdays), year.source)
+
+
+def loadable_problems(year: OfficialYear, this_year: int, package_knows: bool, over_package: bool) -> list[ScheduleProblem]:
+    """Why ``year`` may not be loaded now (empty: it may); see the module's ``year_window`` and ``over_package``."""
+    problems = []
+    if not this_year <= year.year <= this_year + 1:
+        problems.append(ScheduleProblem(field="year", rule="year_window",
+                                        message=f"{year.year}: only {this_year} or {this_year + 1} can be loaded"))
+    if package_knows and not over_package:
+        problems.append(ScheduleProblem(field="year", rule="over_package", message=(
+            f"chinese-calendar already knows {year.year}: loading it replaces the package's holidays for that year; "
+            "ask for it (over_package) if that is meant")))
+    return problems

@@ -90,6 +90,10 @@ class EventFacts:
     sign_hours: float | None = None
     clock: str | None = None
     due_at: datetime | None = None
+    previous_due_at: datetime | None = None
+    """The deadline before a revised calendar moved it (``ct.deadline.moved``)."""
+    working_days: int | None = None
+    """How many working days it moved (negative: earlier)."""
     level: str | None = None
     days: int | None = None
     return_count: int | None = None
@@ -149,6 +153,8 @@ def facts_of(subject: str, event: BaseModel) -> EventFacts:
         sign_hours=get("sign_hours"),
         clock=_text(get("clock")),
         due_at=get("due_at") if isinstance(get("due_at"), datetime) else None,
+        previous_due_at=get("previous_due_at") if isinstance(get("previous_due_at"), datetime) else None,
+        working_days=get("working_days") if isinstance(get("working_days"), int) else None,
         level=_text(get("level")),
         days=get("days"),
         return_count=get("return_count"),

@@ -92,6 +92,8 @@ _SAMPLE_VALUES = {
     "late_units": "区经济科技和信息化局（主办，超期10天23小时）、区住房和城乡建设局（协办，超期9天）",
     "late_orders": "",
     "late_count": "2",
+    "previous_deadline": "1月1日 17:30",
+    "moved_by": "顺延1个工作日",
 }
 
 

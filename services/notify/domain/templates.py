@@ -64,6 +64,8 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "late_units": "The late units an escalation names, with their role and how late (the leader's SMS).",
     "late_orders": "The late work orders an escalation names, one a line: order, unit, deadline, how late.",
     "late_count": "How many late work orders an escalation names.",
+    "previous_deadline": "The deadline before a revised calendar moved it (ct.deadline.moved).",
+    "moved_by": "How far it moved, in working days (顺延1个工作日 / 1 working day(s) later).",
 }
 
 PROTECTED_VARIABLES = frozenset({"appeal_id", "order_id", "deadline", "rating_instructions", "urgent_mark"})

@@ -42,6 +42,9 @@ _LABELS: dict[str, dict[str, Any]] = {
         "urgent_mark": "【紧急】",
         "no_enterprise": "未具名企业",
         "working_days": "{n}个工作日",
+        "moved_later": "顺延{n}个工作日",
+        "moved_earlier": "提前{n}个工作日",
+        "moved_same": "工作日数不变",
     },
     "en": {
         "order_role": {"lead": "lead", "co": "co-handling"},
@@ -64,6 +67,9 @@ _LABELS: dict[str, dict[str, Any]] = {
         "urgent_mark": "[URGENT] ",
         "no_enterprise": "enterprise not named",
         "working_days": "{n} working days",
+        "moved_later": "{n} working day(s) later",
+        "moved_earlier": "{n} working day(s) earlier",
+        "moved_same": "the same number of working days",
     },
 }
 
@@ -231,4 +237,15 @@ def template_variables(
         "late_units": _late_units(late, district, lang),
         "late_orders": _late_order_lines(late, district, lang),
         "late_count": str(len(late)),
+        "previous_deadline": _fmt_time(event.previous_due_at, lang) if event.previous_due_at else "",
+        "moved_by": _moved_by(event.working_days, labels),
     }
+
+
+def _moved_by(working_days: int | None, labels: dict[str, Any]) -> str:
+    """How far a revised calendar moved a deadline, in working days: 顺延1个工作日 / 1 working day(s) later."""
+    if working_days is None:
+        return ""
+    if working_days == 0:
+        return labels["moved_same"]
+    return labels["moved_later" if working_days > 0 else "moved_earlier"].format(n=abs(working_days))
