@@ -198,7 +198,8 @@ def test_keda_scales_each_service_on_the_lag_of_its_own_durables_as_the_code_nam
         watched = {(t["metadata"]["stream"], t["metadata"]["consumer"]) for t in triggers}
         assert len(watched) == len(triggers)
         code = durables_of(name)
-        assert watched == code, f"{name}: the chart watches {sorted(watched)}, the code consumes {sorted(code)}"
+        assert watched == code, (f"{name}: deploy/helm/coffeetime/values.yaml services.{name}.consumers lacks "
+                                 f"{sorted(code - watched)}, names no consumer {sorted(watched - code)}")
         for t in triggers:
             meta = t["metadata"]
             assert meta["stream"] in streams
