@@ -65,9 +65,11 @@ class Unit(BaseModel):
 
     def token_matches(self, token: str) -> bool:
         """Whether ``token`` is this unit's: its SHA-256 compared in constant time (``hmac.compare_digest``)."""
-        if self.token_sha256 is None:
-            return False
-        return hmac.compare_digest(token_sha256(token), self.token_sha256)
+        return self.hash_matches(token_sha256(token))
+
+    def hash_matches(self, digest: str) -> bool:
+        """Whether ``digest`` (a token's SHA-256 hex) is this unit's, compared in constant time."""
+        return self.token_sha256 is not None and hmac.compare_digest(digest, self.token_sha256)
 
     @property
     def has_demo_token(self) -> bool:
@@ -88,9 +90,10 @@ def demo_token(unit_code: str) -> str:
 
 def unit_of_token(units: list[Unit], token: str) -> Unit | None:
     """The unit whose token ``token`` is; every unit is compared (no early exit on a match)."""
+    digest = token_sha256(token)
     found = None
     for unit in units:
-        if unit.token_matches(token) and found is None:
+        if unit.hash_matches(digest) and found is None:
             found = unit
     return found
 
