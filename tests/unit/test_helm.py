@@ -32,10 +32,17 @@ RELEASE, NAMESPACE = "coffeetime", "coffeetime"
 PASSWORDS = sorted(password_variables(NATS_CONF.read_text(encoding="utf-8")))
 DATABASE = "postgresql://coffeetime@postgres.db.svc:5432/coffeetime"
 # what an operator gives at least: every NATS password, where PostgreSQL is
+UNIT_TOKENS = "tax_bureau=" + "ab" * 32
 VALUES: dict[str, Any] = {
     "natsCredentials": {"passwords": {key: f"pw-{key.lower()}" for key in PASSWORDS}},
     "postgresql": {"url": DATABASE},
+    "access": {"unitTokens": UNIT_TOKENS},
+    "services": {"notify": {"secret": {"env": {"SMS_GATEWAY_URL": "https://sms.example/send", "SMTP_HOST": "smtp",
+                                               "SMS_INBOUND_SECRET": "s3cret"}}}},
 }
+# the HTTP credentials each service reads from <release>-access (as deploy/k8s's coffeetime-access)
+ACCESS = {"intake": {"UNIT_TOKENS", "READ_API_KEYS"}, "dispatch": {"UNIT_TOKENS"}, "escalation": {"UNIT_TOKENS"},
+          "notify": {"UNIT_TOKENS", "READ_API_KEYS"}}
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 # variables that are no coffeetime setting: asyncpg's password, the pod's own name (NATS server name)
 OTHER_ENV = {"PGPASSWORD", "POD_NAME"}
@@ -288,12 +295,14 @@ def test_existing_secrets_are_read_and_none_is_made():
         "services": {name: {"secret": {"existingSecret": f"ct-{name}"}} for name in SERVICES},
         "migrate": {"secret": {"existingSecret": "ct-admin"}},
         "district": {"existingSecret": "ct-district"},
+        "access": {"existingSecret": "ct-access", "unitTokens": ""},
     })
     assert not of_kind(objects, "Secret")
     for name, deployment in by_component(objects, "Deployment").items():
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert env_of(container)["NATS_PASSWORD"]["secretKeyRef"]["name"] == "nats-users"
+        assert env_of(container)["UNIT_TOKENS"]["secretKeyRef"]["name"] == "ct-access"
         assert container["envFrom"][1]["secretRef"]["name"] == f"ct-{name}"
         # the district file (units, routing, token hashes) from its Secret
         assert env_of(container)["DISTRICT_CONFIG"] == "/etc/coffeetime/district.yaml"
@@ -304,15 +313,47 @@ def test_existing_secrets_are_read_and_none_is_made():
     assert nats["envFrom"] == [{"secretRef": {"name": "nats-users"}}]
 
 
-def test_the_unit_tokens_and_read_keys_go_to_the_services_own_secret():
-    objects = render({"services": {"intake": {"secret": {"env": {"READ_API_KEYS": "console=ab12", "PGPASSWORD": "x"}}},
-                                   "dispatch": {"secret": {"env": {"UNIT_TOKENS": "tax_bureau=cd34"}}}}})
+def test_the_http_credentials_come_from_the_access_secret_and_never_demo_mode(objects):
+    access = of_kind(objects, "Secret")[f"{RELEASE}-access"]
+    assert access["stringData"] == {"UNIT_TOKENS": UNIT_TOKENS}
+    for name, deployment in by_component(objects, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        from_access = {k for k, v in env.items() if isinstance(v, dict)
+                       and v.get("secretKeyRef", {}).get("name") == f"{RELEASE}-access"}
+        assert from_access == ACCESS[name], name
+        assert all(env[k]["secretKeyRef"]["key"] == k for k in from_access)
+        assert "optional" not in env["UNIT_TOKENS"]["secretKeyRef"], "no service starts on the demo hashes"
+        assert "DEMO_MODE" not in env, name
+    assert "DEMO_MODE" not in of_kind(objects, "ConfigMap")[RELEASE]["data"]
+    with_keys = render({"access": {"readApiKeys": "app=" + "cd" * 32}})
+    assert of_kind(with_keys, "Secret")[f"{RELEASE}-access"]["stringData"]["READ_API_KEYS"] == "app=" + "cd" * 32
+
+
+def test_without_unit_tokens_or_notifys_gateway_secret_the_rendering_stops():
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmError, match="access.unitTokens"):
+            chart.render(merged(VALUES, {"access": {"unitTokens": ""}}), name=RELEASE, namespace=NAMESPACE)
+        values = merged(VALUES)
+        del values["services"]["notify"]["secret"]["env"]["SMS_INBOUND_SECRET"]
+        with pytest.raises(helm.HelmError, match="services.notify.secret.env lacks SMS_INBOUND_SECRET"):
+            chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    # a district file of the deployment's own may hold the hashes instead
+    objects = render({"access": {"unitTokens": ""}, "district": {"config": "units: []\n"}})
+    (container,) = by_component(objects, "Deployment")["dispatch"]["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["UNIT_TOKENS"]["secretKeyRef"]["optional"] is True
+    assert of_kind(objects, "Secret")[f"{RELEASE}-district"]["stringData"] == {"district.yaml": "units: []\n"}
+
+
+def test_a_services_own_secret_holds_what_its_values_give():
+    objects = render({"services": {"intake": {"secret": {"env": {"OPEN311_API_KEYS": "city=ab12", "PGPASSWORD": "x"}}}}})
     secrets = of_kind(objects, "Secret")
-    assert secrets[f"{RELEASE}-intake"]["stringData"] == {"READ_API_KEYS": "console=ab12", "PGPASSWORD": "x"}
-    assert secrets[f"{RELEASE}-dispatch"]["stringData"] == {"UNIT_TOKENS": "tax_bureau=cd34"}
-    assert secrets[f"{RELEASE}-notify"]["stringData"] == {}
+    assert secrets[f"{RELEASE}-intake"]["stringData"] == {"OPEN311_API_KEYS": "city=ab12", "PGPASSWORD": "x"}
+    assert secrets[f"{RELEASE}-dispatch"]["stringData"] == {}
+    assert secrets[f"{RELEASE}-notify"]["stringData"]["SMS_INBOUND_SECRET"] == "s3cret"
     configmap = of_kind(objects, "ConfigMap")[RELEASE]
-    assert not {"READ_API_KEYS", "UNIT_TOKENS", "PGPASSWORD"} & set(configmap["data"]), "no secret in the ConfigMap"
+    secret_keys = {"OPEN311_API_KEYS", "PGPASSWORD", "UNIT_TOKENS", "READ_API_KEYS", "SMS_INBOUND_SECRET"}
+    assert not secret_keys & set(configmap["data"]), "no secret in the ConfigMap"
 
 
 # --- migrate -------------------------------------------------------------------------------------

@@ -129,6 +129,26 @@ capabilities:
 - name: DATABASE_URL
   value: {{ . | quote }}
 {{- end }}
+{{- if ne $user "admin" }}
+# the units' API token hashes (unit_code=sha256hex,...): the demo ones are refused at start-up
+- name: UNIT_TOKENS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "coffeetime.access.secretName" $root }}
+      key: UNIT_TOKENS
+      {{- if include "coffeetime.district.enabled" $root }}
+      optional: true  # the district file may hold the hashes
+      {{- end }}
+{{- end }}
+{{- if has $user (list "intake" "notify") }}
+# who may read appeals, topics, notifications (client=sha256hex,...); unset: nobody
+- name: READ_API_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "coffeetime.access.secretName" $root }}
+      key: READ_API_KEYS
+      optional: true
+{{- end }}
 {{- if include "coffeetime.district.enabled" $root }}
 - name: DISTRICT_CONFIG
   value: /etc/coffeetime/district.yaml
@@ -141,5 +161,25 @@ capabilities:
 {{- $secret := index . 2 -}}
 {{- if not (or (index . 1) $secret.existingSecret (hasKey $secret.env "DATABASE_URL")) -}}
 {{- fail (printf "%s: no database: set postgresql.url (password as PGPASSWORD in its secret), a databaseUrl, or DATABASE_URL in its secret" (index . 0)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "coffeetime.access.secretName" -}}
+{{- default (printf "%s-access" (include "coffeetime.fullname" .)) .Values.access.existingSecret -}}
+{{- end -}}
+
+{{/* A Secret the chart makes from env must hold every required key: call with (list name secretValues). */}}
+{{- define "coffeetime.requireSecretKeys" -}}
+{{- $secret := index . 1 -}}
+{{- if not $secret.existingSecret -}}
+{{- $missing := list -}}
+{{- range $secret.required | default list -}}
+{{- if not (get ($secret.env | default dict) .) -}}
+{{- $missing = append $missing . -}}
+{{- end -}}
+{{- end -}}
+{{- if $missing -}}
+{{- fail (printf "services.%s.secret.env lacks %s (or name services.%s.secret.existingSecret)" (index . 0) (join ", " $missing) (index . 0)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
