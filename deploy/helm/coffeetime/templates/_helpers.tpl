@@ -183,3 +183,26 @@ capabilities:
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* A coffeetime container's writable /tmp (the root file system is read-only) and the district file. */}}
+{{- define "coffeetime.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if include "coffeetime.district.enabled" . }}
+- name: district
+  mountPath: /etc/coffeetime
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "coffeetime.volumes" -}}
+- name: tmp
+  emptyDir: {}
+{{- if include "coffeetime.district.enabled" . }}
+- name: district
+  secret:
+    secretName: {{ include "coffeetime.district.secretName" . }}
+    items:
+      - {key: district.yaml, path: district.yaml}
+{{- end }}
+{{- end -}}
