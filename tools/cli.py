@@ -184,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module("tools.chaos").add_arguments(p)
     p.set_defaults(func=lambda a: importlib.import_module("tools.chaos").run_from_args(a))
 
+    for name, text in (("followups", "follow-up visits (抽查回访): draw a month, list the calls and contradictions"),
+                       ("survey", "third-party survey (第三方测评): import a CSV for a month, all rows or none"),
+                       ("figures", "the programme's headline figures over a period (events, attendances, 办结率, 满意率)")):
+        p = sub.add_parser(name, help=text)
+        getattr(importlib.import_module("tools.programme"), f"add_{name}_arguments")(p)
+        p.set_defaults(func=lambda a: importlib.import_module("tools.programme").main(a))
+
     p = sub.add_parser("docs", help="write the AsyncAPI document of the contract")
     p.add_argument("--out", default="docs/asyncapi.json")
     p.set_defaults(func=cmd_docs)

@@ -297,7 +297,13 @@ async def learn_from(uow: DispatchUoW, unit_code: str, command: Command, outcome
 
 async def rate(uow: DispatchUoW, district: District, feedback: Feedback, now: datetime, *,
                correlation_id: str | None = None) -> ActionResult:
-    """``ct.in.feedback``: satisfied closes the appeal, unsatisfied reopens it (重办); idempotent on its id."""
+    """``ct.in.feedback``: satisfied closes the appeal, unsatisfied reopens it (重办); idempotent on its id.
+
+    A follow-up call of a drawn appeal (抽查回访, ``via`` follow_up or an ``outcome``)
+    is escalation's to count: it changes nothing here and is not refused.
+    """
+    if feedback.is_follow_up:
+        return ActionResult(accepted=True, detail="follow-up call: counted by escalation")
     return await act(uow, district, "enterprise", Rate.from_feedback(feedback), now, correlation_id=correlation_id)
 
 

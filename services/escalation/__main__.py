@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.escalation import api, evaluation, handlers, revised_calendar
+from services.escalation import api, evaluation, handlers, programme_api, revised_calendar
 from services.escalation.config import context
 from services.escalation.scanner import DeadlineScanner
 from services.escalation.unit_of_work import EscalationUnitOfWork
@@ -24,6 +24,7 @@ def create_service(settings: Settings) -> Service:
     service.background.append(evaluation.monthly_list_publisher())
     service.background.append(revised_calendar.calendar_watch(ctx))  # the start-up re-plan, loaded years, gauges
     api.register(service, ctx)
+    programme_api.register(service, ctx)  # follow-ups, survey, programme figures
     return service
 
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.escalation.domain import EvaluationWeights, PolicyTable
+from services.escalation.domain.follow_ups import FollowUpPolicy
 from shared.district import District, district
 from shared.workcalendar import WorkCalendar
 
@@ -46,6 +47,7 @@ class EscalationConfig(BaseModel):
     policies: PolicyTable = Field(default_factory=PolicyTable)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     calendar_overrides: dict[date, bool] = Field(default_factory=dict)
+    follow_ups: FollowUpPolicy = Field(default_factory=FollowUpPolicy)
 
 
 def load_config(path: str | Path | None = None) -> EscalationConfig:
@@ -66,6 +68,7 @@ class CalendarSync:
     def __init__(self) -> None:
         self.signature: str | None = None
         self.changes = 0
+        self.replans = 0  # re-plans finished (not dry runs), the start-up one included
 
     async def refresh(self, repository, calendar: WorkCalendar) -> bool:
         """Bring ``calendar`` up to date with the stored years (``repository``: a ``CalendarRepository``)."""

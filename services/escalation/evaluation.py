@@ -69,6 +69,14 @@ class UnitRow(BaseModel):
     return_rate: float | None
     reopen_rate: float | None
     note: str = Field(description="Why a unit is not ranked.")
+    follow_up_rated: int = Field(0, description="Follow-up calls (抽查回访) of the month's draw with a rating, "
+                                                "of appeals the unit held (each appeal once: its latest call).")
+    follow_up_satisfied: int = Field(0, description="Of those, satisfied or basically satisfied.")
+    follow_up_contradicted: int = Field(0, description="Of those, contradicting the enterprise's own rating.")
+    follow_up_satisfaction_rate: float | None = Field(None, description="follow_up_satisfied / follow_up_rated.")
+    survey_rated: int = Field(0, description="Third-party survey (第三方测评) ratings imported for the month.")
+    survey_satisfied: int = Field(0, description="Of those, satisfied or basically satisfied.")
+    survey_satisfaction_rate: float | None = Field(None, description="survey_satisfied / survey_rated.")
 
 
 class RankingReport(BaseModel):
@@ -82,7 +90,8 @@ class RankingReport(BaseModel):
     units: list[UnitRow] = Field(description="Ranked units by rank, then the unranked ones by unit code.")
 
 
-#: The columns of the CSV export, in the order of :class:`UnitRow`.
+#: The columns of the CSV export, in the order of :class:`UnitRow` (follow-up and survey columns last, so
+#: a reader of the earlier columns by position is not moved).
 COLUMNS: tuple[str, ...] = tuple(UnitRow.model_fields)
 
 
@@ -90,14 +99,18 @@ class MonthCounts(Protocol):
     """Where the month's counts come from (:class:`EvaluationRepository`, or a fake)."""
 
     async def unit_month_counts(self, start: datetime, end: datetime, now: datetime) -> list[dict]: ...
+    async def unit_month_checks(self, month: str) -> dict[str, dict[str, int]]: ...
 
 
 async def month_evaluations(counts: MonthCounts, month: str, ctx: Context,
                             now: datetime | None = None) -> list[domain.UnitEvaluation]:
-    """Each unit's rates for ``month`` (units with anything to count in it)."""
+    """Each unit's rates for ``month`` (units with anything to count in it), the follow-ups' and survey's too."""
     start, end = month_bounds(month)
-    rows = await counts.unit_month_counts(start, end, now or clock.now())
-    return [domain.evaluate_unit(domain.UnitMonthStats(month=month, **row), ctx.weights) for row in rows]
+    rows = {row["unit_code"]: dict(row) for row in await counts.unit_month_counts(start, end, now or clock.now())}
+    for unit_code, checked in (await counts.unit_month_checks(month)).items():
+        rows.setdefault(unit_code, {"unit_code": unit_code}).update(checked)
+    return [domain.evaluate_unit(domain.UnitMonthStats(month=month, **row), ctx.weights)
+            for _, row in sorted(rows.items())]
 
 
 async def month_ranking(counts: MonthCounts, month: str, ctx: Context,

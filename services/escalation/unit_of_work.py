@@ -16,7 +16,7 @@ from datetime import date, datetime
 
 import asyncpg
 
-from services.escalation import store
+from services.escalation import followups, store
 from services.escalation.domain import (
     AppealStep,
     Clock,
@@ -108,6 +108,10 @@ class EvaluationRepository:
     async def unit_month_counts(self, start: datetime, end: datetime, now: datetime) -> list[dict]:
         """Each unit's counts for [start, end) (:func:`store.unit_month_counts`)."""
         return await store.unit_month_counts(self.conn, start, end, now)
+
+    async def unit_month_checks(self, month: str) -> dict[str, dict[str, int]]:
+        """Per unit: the month's follow-up and survey ratings (:func:`followups.unit_month_checks`)."""
+        return await followups.unit_month_checks(self.conn, month)
 
     async def open_work_by_unit(self, now: datetime) -> list[asyncpg.Record]:
         """Per unit: open orders and, of those, the overdue ones."""

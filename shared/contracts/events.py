@@ -383,6 +383,37 @@ class MonthlyList(Message):
     items: list[MonthlyListItem] = Field(description="The orders reported to the supervision office that month.")
 
 
+class FollowUpDrawn(DomainEvent):
+    """`ct.appeal.follow_up_drawn`: the appeal was drawn for a follow-up call (抽查回访) of its month.
+
+    One event per drawn appeal; the draw (month, seed, share) is reproducible:
+    the same month's candidates and seed give the same appeals.
+    """
+
+    draw_id: str = Field(description="The month's draw, `FU-<YYYY-MM>`.")
+    month: str = Field(description="YYYY-MM whose closed (and reopened) appeals were drawn from.")
+    seed: int = Field(description="The seed of the draw (recorded with it).")
+    share: float = Field(description="The share of the month's closed appeals drawn (0-1).")
+    reason: Literal["closed", "reopened"] = Field(
+        description="closed: drawn among the month's closed appeals; reopened: every reopened appeal is called.")
+
+
+class FollowUpContradicted(DomainEvent):
+    """`ct.appeal.follow_up_contradicted`: a follow-up call's rating contradicts the enterprise's own rating.
+
+    For the lead unit (牵头单位) to look into: satisfied or basically satisfied on one
+    side, unsatisfied on the other. The appeal is neither closed nor reopened by it.
+    """
+
+    feedback_id: str = Field(description="The follow-up's feedback id.")
+    month: str | None = Field(None, description="The draw's month, when the appeal was drawn.")
+    follow_up_rating: str = Field(description="What the follow-up call heard.")
+    own_rating: str = Field(description="The enterprise's own latest rating of the reply.")
+    unit_codes: list[str] = Field(default_factory=list, description="Units that held the appeal's orders.")
+    lead_unit: str | None = Field(None, description="`unit_code` of the lead unit that is to look into it.")
+    comment: str | None = Field(None, description="The follow-up's comment.")
+
+
 # --- notify ---------------------------------------------------------------------
 
 

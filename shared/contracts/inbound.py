@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
-from pydantic import AfterValidator, Field, HttpUrl, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, HttpUrl, TypeAdapter, ValidationError, model_validator
 
 from shared.contracts.common import (
     AppealKind,
@@ -102,6 +102,15 @@ class EventItem(Inbound):
     proposed_deadline_days: int | None = Field(None, ge=1, le=365, description="Proposed deadline in working days (办理时限).")
 
 
+class Attendee(Inbound):
+    """Someone who attended a coffee event as a "waiter" (服务生), with the role the programme counts."""
+
+    name: ShortText = Field(description="The person's name (or title).")
+    role: Literal["district_leader", "department_head", "other"] | None = Field(
+        None, description="district_leader (区领导), department_head (部门负责人) or other; absent: looked up by name.")
+    unit: OptText = Field(None, description="The unit a department head represents (unit_code, name or alias).")
+
+
 class EventRecord(Inbound):
     """`ct.in.event`: the record of a coffee event (主活动 or 子活动), one appeal per item."""
 
@@ -111,7 +120,10 @@ class EventRecord(Inbound):
         description="The day the event took place (YYYY-MM-DD), not in the future.")
     organizer_unit: ShortText = Field(description="The organising unit.")
     theme: OptText = Field(None, description="The event's theme, e.g. 企业发展之水电气保障.")
-    attendees: list[ShortText] = Field(default_factory=list, max_length=500, description="Leaders and officials who attended.")
+    attendees: list[ShortText | Attendee] = Field(
+        default_factory=list, max_length=500,
+        description="Leaders and officials who attended: a name (or title) as text, or {name, role, unit}. "
+                    "For a text, the programme figures look the role up in the district configuration.")
     items: list[EventItem] = Field(min_length=1, max_length=500, description="The appeals raised.")
 
     @model_validator(mode="after")
@@ -342,14 +354,48 @@ class UnitAction(Inbound):
         return parse_unit_command(action, self.model_dump(exclude_unset=True, exclude_none=True))
 
 
+FOLLOW_UP = "follow_up"
+"""``via`` of a follow-up call (抽查回访) of a drawn appeal: escalation's, it neither closes nor reopens."""
+
+FollowUpOutcome = Literal["not_done", "no_further_visit", "no_rating_yet"]
+"""A follow-up call without a rating: 回访未执行 (not done), 不再回访 (no further visit), 暂无评价 (no rating yet)."""
+
+
 class Feedback(Inbound):
-    """`ct.in.feedback`: the enterprise's rating of the reply (回访)."""
+    """`ct.in.feedback`: the enterprise's rating of the reply (回访), or a follow-up call's outcome (抽查回访).
+
+    ``rating`` is required unless ``outcome`` says the follow-up call gave none;
+    a message valid before ``outcome`` existed is valid and means the same.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["rating"]}, {"required": ["outcome"]}]})
 
     feedback_id: SourceId = Field(description="The sender's id of this feedback; also the `Nats-Msg-Id`.")
     appeal_id: str = Field(min_length=1, max_length=40, description="The appeal rated.")
-    rating: Rating = Field(description="satisfied, basically_satisfied or unsatisfied.")
+    rating: Rating | None = Field(None, description="satisfied, basically_satisfied or unsatisfied; required "
+                                                    "unless `outcome` is given.")
     comment: str | None = Field(None, max_length=2000, description="Free text.")
-    via: OptText = Field(None, description="app, sms, call, survey ...")
+    via: OptText = Field(None, description="app, sms, call, survey ...; `follow_up` for a follow-up call of a "
+                                           "drawn appeal (抽查回访), which neither closes nor reopens the appeal.")
+    outcome: FollowUpOutcome | None = Field(
+        None, description="A follow-up call without a rating (via follow_up): not_done (回访未执行), "
+                          "no_further_visit (不再回访) or no_rating_yet (暂无评价). Absent: the call gave `rating`.")
+    caller: OptText = Field(None, description="Follow-up: who made the call (staff id or name).")
+
+    @model_validator(mode="after")
+    def _rating_or_outcome(self) -> Feedback:
+        if self.outcome is None and self.rating is None:
+            raise ValueError("rating: required (satisfied, basically_satisfied or unsatisfied) unless outcome is given")
+        if self.outcome is not None and self.rating is not None:
+            raise ValueError("outcome: a follow-up outcome without a rating; give rating or outcome, not both")
+        if self.outcome is not None and self.via not in (None, FOLLOW_UP):
+            raise ValueError(f"via: an outcome comes from a follow-up call (via {FOLLOW_UP})")
+        return self
+
+    @property
+    def is_follow_up(self) -> bool:
+        """A follow-up call of a drawn appeal (抽查回访): counted by escalation, not a rating of the reply."""
+        return self.via == FOLLOW_UP or self.outcome is not None
 
 
 class AppealQuery(Inbound):

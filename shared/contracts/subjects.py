@@ -31,6 +31,8 @@ APPEAL_QUEUED = "ct.appeal.queued"
 APPEAL_CLOSED = "ct.appeal.closed"
 APPEAL_REOPENED = "ct.appeal.reopened"
 APPEAL_ESCALATED = "ct.appeal.escalated"
+APPEAL_FOLLOW_UP_DRAWN = "ct.appeal.follow_up_drawn"
+APPEAL_FOLLOW_UP_CONTRADICTED = "ct.appeal.follow_up_contradicted"
 ORDER_DISPATCHED = "ct.order.dispatched"
 ORDER_SIGNED = "ct.order.signed"
 ORDER_RETURNED = "ct.order.returned"
@@ -120,6 +122,8 @@ EVENTS: dict[str, type] = {
     APPEAL_CLOSED: ev.AppealClosed,
     APPEAL_REOPENED: ev.AppealReopened,
     APPEAL_ESCALATED: ev.AppealEscalated,
+    APPEAL_FOLLOW_UP_DRAWN: ev.FollowUpDrawn,
+    APPEAL_FOLLOW_UP_CONTRADICTED: ev.FollowUpContradicted,
     ORDER_DISPATCHED: ev.OrderDispatched,
     ORDER_SIGNED: ev.OrderSigned,
     ORDER_RETURNED: ev.OrderReturned,

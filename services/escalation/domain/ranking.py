@@ -25,7 +25,10 @@ class UnitMonthStats(BaseModel):
     ``rated``, ``satisfied``, ``basically_satisfied``: ratings received in the
     month; ``returned``: orders returned (退单); ``reopened``: replies rejected
     by the enterprise (重办); ``overdue``: orders that went overdue; ``noticed``:
-    public notices (通报) by the supervision office.
+    public notices (通报) by the supervision office. ``follow_up_*``: the month's
+    follow-up calls (抽查回访) with a rating, of appeals the unit held (each appeal
+    once), the satisfied or basically satisfied ones and those contradicting the
+    enterprise's own rating; ``survey_*``: the same of the third-party survey (第三方测评).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -45,6 +48,11 @@ class UnitMonthStats(BaseModel):
     reopened: int = Field(0, ge=0)
     overdue: int = Field(0, ge=0)
     noticed: int = Field(0, ge=0)
+    follow_up_rated: int = Field(0, ge=0)
+    follow_up_satisfied: int = Field(0, ge=0)
+    follow_up_contradicted: int = Field(0, ge=0)
+    survey_rated: int = Field(0, ge=0)
+    survey_satisfied: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _parts_within_wholes(self) -> UnitMonthStats:
@@ -56,6 +64,10 @@ class UnitMonthStats(BaseModel):
             raise ValueError("closed_on_time cannot exceed closed")
         if self.satisfied + self.basically_satisfied > self.rated:
             raise ValueError("satisfied + basically_satisfied cannot exceed rated")
+        if max(self.follow_up_satisfied, self.follow_up_contradicted) > self.follow_up_rated:
+            raise ValueError("follow_up_satisfied and follow_up_contradicted cannot exceed follow_up_rated")
+        if self.survey_satisfied > self.survey_rated:
+            raise ValueError("survey_satisfied cannot exceed survey_rated")
         return self
 
 
@@ -65,8 +77,11 @@ class UnitEvaluation(BaseModel):
     closure_rate 办结率 = closed / due; satisfaction_rate 满意率 = (satisfied +
     basically_satisfied) / rated; on_time_rate = closed_on_time / due;
     sign_on_time_rate = signed_on_time / received; return_rate 回退率 =
-    returned / received; reopen_rate 重办率 = reopened / replied. ``score`` is
-    the weighted score under the weights it was evaluated with.
+    returned / received; reopen_rate 重办率 = reopened / replied;
+    follow_up_satisfaction_rate = follow_up_satisfied / follow_up_rated (抽查回访);
+    survey_satisfaction_rate = survey_satisfied / survey_rated (第三方测评). ``score``
+    is the weighted score under the weights it was evaluated with (the follow-up
+    and survey rates are shown beside it, not weighted in it).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -91,6 +106,13 @@ class UnitEvaluation(BaseModel):
     return_rate: float | None
     reopen_rate: float | None
     score: float | None
+    follow_up_rated: int = 0
+    follow_up_satisfied: int = 0
+    follow_up_contradicted: int = 0
+    follow_up_satisfaction_rate: float | None = None
+    survey_rated: int = 0
+    survey_satisfied: int = 0
+    survey_satisfaction_rate: float | None = None
 
 
 class EvaluationWeights(BaseModel):
@@ -182,6 +204,13 @@ def evaluate_unit(month_stats: UnitMonthStats, weights: EvaluationWeights | None
         return_rate=rate(s.returned, s.received),
         reopen_rate=rate(s.reopened, s.replied),
         score=None,
+        follow_up_rated=s.follow_up_rated,
+        follow_up_satisfied=s.follow_up_satisfied,
+        follow_up_contradicted=s.follow_up_contradicted,
+        follow_up_satisfaction_rate=rate(s.follow_up_satisfied, s.follow_up_rated),
+        survey_rated=s.survey_rated,
+        survey_satisfied=s.survey_satisfied,
+        survey_satisfaction_rate=rate(s.survey_satisfied, s.survey_rated),
     )
     return evaluation.model_copy(update={"score": (weights or EvaluationWeights()).score(evaluation)})
 
@@ -207,17 +236,21 @@ class Ranking:
 
     def render(self) -> str:
         """The ranking as a text table, with the formula and the min_orders rule under it."""
-        header = f"{'rank':>4}  {'unit':<24} {'score':>7} {'recv':>5} {'closure':>8} {'satisf.':>8} {'on time':>8} {'overdue':>7} {'notices':>7}"
+        header = (f"{'rank':>4}  {'unit':<24} {'score':>7} {'recv':>5} {'closure':>8} {'satisf.':>8}"
+                  f" {'follow-up':>9} {'survey':>8} {'on time':>8} {'overdue':>7} {'notices':>7}")
         lines = [header]
         for row in self.rows:
             e = row.evaluation
             lines.append(
                 f"{row.rank if row.rank is not None else '-':>4}  {e.unit_code:<24} {_fmt(row.score, 7)}"
-                f" {e.received:>5} {_pct(e.closure_rate)} {_pct(e.satisfaction_rate)} {_pct(e.on_time_rate)}"
+                f" {e.received:>5} {_pct(e.closure_rate)} {_pct(e.satisfaction_rate)}"
+                f" {_pct(e.follow_up_satisfaction_rate, 9)} {_pct(e.survey_satisfaction_rate)} {_pct(e.on_time_rate)}"
                 f" {e.overdue:>7} {e.noticed:>7}" + (f"  ({row.note})" if row.note else "")
             )
         lines.append(self.formula)
         lines.append(f"units with fewer than {self.min_orders} orders received are listed but not ranked")
+        lines.append("satisf.: the enterprises' own ratings; follow-up: the month's follow-up calls (抽查回访); "
+                     "survey: the third-party survey (第三方测评); shown, not weighted in the score")
         return "\n".join(lines)
 
 
@@ -225,8 +258,8 @@ def _fmt(value: float | None, width: int) -> str:
     return f"{value:>{width}.2f}" if value is not None else f"{'-':>{width}}"
 
 
-def _pct(value: float | None) -> str:
-    return f"{value * 100:>7.1f}%" if value is not None else f"{'-':>8}"
+def _pct(value: float | None, width: int = 8) -> str:
+    return f"{value * 100:>{width - 1}.1f}%" if value is not None else f"{'-':>{width}}"
 
 
 def rank_units(
