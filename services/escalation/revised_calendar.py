@@ -137,6 +137,7 @@ async def replan(uow_factory: UnitOfWorkFactory, ctx: Context, now: datetime, dr
             report.moves += await use_cases.apply_events(uow, ctx, [], now, replan=[moves[0].order_id])
     for move in report.moves:
         DEADLINES_MOVED.labels(move.clock).inc()
+    ctx.calendar_sync.replans += 1
     if report.moves:
         log.info("deadlines re-planned on the revised calendar",
                  extra={"moved": len(report.moves), "orders": report.orders_moved, "checked": checked})

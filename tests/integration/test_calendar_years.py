@@ -214,6 +214,11 @@ async def test_the_command_loads_a_year_prints_the_diff_and_a_second_replan_move
         order = row["order_id"]
         assert row["handling_due"] == at(2027, 1, 1, 17, 30)
         capsys.readouterr()
+        # the horizon as of Tuesday 2026-12-29: due 1 January is day 3
+        horizon_at = at(2026, 12, 29, 11, 0)
+        await revised_calendar.refresh_deadline_gauges(escalation.unit_of_work, ctx, horizon_at)
+        day3, day6 = ahead_gauge(UNIT, 3), ahead_gauge(UNIT, 6)
+        assert day3 >= 1
 
         bad = tmp_path / "2027.yaml"
         bad.write_text("year: 2027\nholidays: []\n", encoding="utf-8")
@@ -231,6 +236,9 @@ async def test_the_command_loads_a_year_prints_the_diff_and_a_second_replan_move
         await wait_for(lambda: "2027-01-04T17:30:00+08:00" in handling_sets(recorder, order),
                        what="the CLI's ct.deadline.set relayed by the running replica")
         assert len(moved_of(recorder, order)) == 1
+        # ... and after the load, due 4 January: day 6
+        await revised_calendar.refresh_deadline_gauges(escalation.unit_of_work, ctx, horizon_at)
+        assert (ahead_gauge(UNIT, 3), ahead_gauge(UNIT, 6)) == (day3 - 1, day6 + 1)
 
         assert await calendar_cli.run(_args("replan"), servers["DATABASE_URL"]) == 0
         out = capsys.readouterr().out
@@ -242,6 +250,36 @@ async def test_the_command_loads_a_year_prints_the_diff_and_a_second_replan_move
         assert shown.startswith("2027: loaded") and "元旦: 2027-01-01" in shown
         await wait_for(lambda: _outbox_empty(db), what="escalation's outbox relayed")
         assert len(moved_of(recorder, order)) == 1
+
+
+async def test_a_local_override_added_re_plans_the_open_deadlines_at_start_up(
+        servers, frozen, js, db, recorder, no_2027, tmp_path, monkeypatch):
+    async with running(create_service, servers, scan_interval_s=0.05):
+        _, row = await dispatch_on_christmas(js, db, no_2027)
+        order = row["order_id"]
+        assert row["handling_due"] == at(2027, 1, 1, 17, 30)
+    # the district declares 31 December a local day off, and restarts escalation
+    config = tmp_path / "escalation.yaml"
+    config.write_text("calendar_overrides:\n  2026-12-31: false\n", encoding="utf-8")
+    monkeypatch.setenv("ESCALATION_CONFIG", str(config))
+    context.cache_clear()
+    try:
+        async with running(create_service, servers, scan_interval_s=0.05):
+            moved = await wait_for(lambda: moved_of(recorder, order), what="the start-up re-plan")
+            assert (moved[0]["previous_due_at"], moved[0]["due_at"]) == (
+                "2027-01-01T17:30:00+08:00", "2027-01-04T17:30:00+08:00")
+            assert "local overrides: 1" in moved[0]["reason"]
+            await wait_for(lambda: "2027-01-04T17:30:00+08:00" in handling_sets(recorder, order),
+                           what="ct.deadline.set of the re-planned deadline")
+        # restarted again with the same override: nothing moves twice
+        async with running(create_service, servers, scan_interval_s=0.05) as again:
+            watch = again.background_owner(type(context()))
+            await wait_for(lambda: watch.calendar_sync.replans >= 1, what="the start-up re-plan done")
+            await wait_for(lambda: _outbox_empty(db), what="escalation's outbox relayed")
+        assert len(moved_of(recorder, order)) == 1
+    finally:
+        monkeypatch.delenv("ESCALATION_CONFIG")
+        context.cache_clear()
 
 
 # --- helpers ---------------------------------------------------------------------------
