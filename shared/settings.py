@@ -85,6 +85,24 @@ class Settings(BaseSettings):
         300.0, gt=0, le=3600, description="Notify: how far a signed /sms/inbound timestamp may lie from now, either "
                                           "way; its nonce is remembered twice as long.")
 
+    # --- the web console (dispatch, /console; README "Console") --------------------------------
+    console_session_hours: float = Field(
+        8.0, gt=0, le=720, description="Console: hours a login lasts; then the unit's token is asked for again.")
+    console_secure_cookie: bool = Field(
+        False, description="Console: mark the session cookie Secure always (behind an https proxy that talks plain "
+                           "HTTP to dispatch); without it, Secure whenever the request itself came over https.")
+    console_intake_url: str | None = Field(
+        None, description="Console: intake's HTTP address, for an order's timeline (GET /appeals/{id}). Unset: "
+                          "http://HTTP_HOST:INTAKE_PORT.")
+    console_escalation_url: str | None = Field(
+        None, description="Console: escalation's HTTP address, for the month's ranking (GET /report). Unset: "
+                          "http://HTTP_HOST:ESCALATION_PORT.")
+    console_read_api_key: SecretStr | None = Field(
+        None, description="Console: the read API key it sends intake (X-API-Key) for timelines. Unset: none (demo "
+                          "mode: the demo read key); the timeline then shows what dispatch itself knows.")
+    console_poll_s: float = Field(
+        3.0, ge=0.5, le=60, description="Console: seconds between a page's checks for changed orders (htmx polling).")
+
     def nats_connect_options(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect`` / ``NatsBroker``: the user, its password or creds, its inbox prefix."""
         options: dict[str, Any] = {}
