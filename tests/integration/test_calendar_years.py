@@ -30,6 +30,7 @@ from shared.contracts import events as ev
 from shared.contracts import subjects
 from shared.db import migrate
 from shared.district import demo_token, district
+from tests.integration.test_escalation import SteppedClock
 from tests.support import Recorder, running, wait_for
 from tools import calendar as calendar_cli
 from tools.sms_sink import LocalSmsSink
@@ -47,17 +48,9 @@ def at(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, tzinfo=SH)
 
 
-class FrozenClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def frozen():
-    clock.set_clock(FrozenClock(at(2026, 12, 25, 11, 0)))
+    clock.set_clock(SteppedClock(at(2026, 12, 25, 11, 0)))
     try:
         yield
     finally:
