@@ -8,7 +8,6 @@ served at ``GET /report`` and, for the current month, exported as gauges.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import logging
@@ -28,6 +27,7 @@ from services.escalation.metrics import (
     UNIT_SATISFACTION_RATE,
 )
 from services.escalation.months import MONTH, current_month, month_bounds, previous_month
+from services.escalation.periodic import every
 from services.escalation.unit_of_work import EvaluationRepository
 from shared import clock
 from shared.service import Service
@@ -175,17 +175,10 @@ async def refresh_gauges(pool: asyncpg.Pool, ctx: Context) -> None:
 def gauge_refresher(ctx: Context, period: float = GAUGE_REFRESH_S):
     """The background task refreshing the gauges every ``period`` seconds."""
 
-    async def refresh_unit_gauges(service: Service) -> None:
-        while True:
-            try:
-                await refresh_gauges(service.pool, ctx)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a gauge is not worth a crash
-                log.warning("unit gauges not refreshed", extra={"error": repr(exc)})
-            await asyncio.sleep(period)
+    async def refresh(service: Service) -> None:
+        await refresh_gauges(service.pool, ctx)
 
-    return refresh_unit_gauges
+    return every(period, refresh, name="refresh_unit_gauges", failure="unit gauges not refreshed", log=log)
 
 
 # --- the monthly list for the supervision office ---------------------------------------------
@@ -203,14 +196,7 @@ async def publish_monthly_list(service: Service, month: str) -> bool:
 def monthly_list_publisher(period: float = 300.0):
     """The background task publishing last month's list early in each month (idempotent across replicas)."""
 
-    async def publish_monthly_lists(service: Service) -> None:
-        while True:
-            try:
-                await publish_monthly_list(service, previous_month())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - tried again next period
-                log.warning("monthly list not published", extra={"error": repr(exc)})
-            await asyncio.sleep(period)
+    async def publish(service: Service) -> None:
+        await publish_monthly_list(service, previous_month())
 
-    return publish_monthly_lists
+    return every(period, publish, name="publish_monthly_lists", failure="monthly list not published", log=log)

@@ -11,7 +11,6 @@ The gauges show the calendar year to date (Asia/Shanghai).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from services.escalation.domain.figures import (
     enterprise_key,
     programme_figures,
 )
+from services.escalation.periodic import every
 from shared import clock
 from shared.bus import Delivery
 from shared.contracts import AppealRegistered, EventRecord, subjects
@@ -164,19 +164,19 @@ def set_gauges(f: ProgrammeFigures) -> None:
                     pass
 
 
+async def refresh_gauges(pool: asyncpg.Pool, ctx: Context) -> ProgrammeFigures:
+    """Set the programme gauges to the calendar year to date (Asia/Shanghai); returns the figures."""
+    today = clock.now().astimezone(SHANGHAI).date()
+    async with pool.acquire() as conn:
+        result = await figures(conn, ctx, today.replace(month=1, day=1), today)
+    set_gauges(result)
+    return result
+
+
 def gauge_refresher(ctx: Context, period: float):
     """The background task setting the programme gauges for the year to date every ``period`` seconds."""
 
-    async def refresh_programme_gauges(service: Service) -> None:
-        while True:
-            try:
-                today = clock.now().astimezone(SHANGHAI).date()
-                async with service.pool.acquire() as conn:
-                    set_gauges(await figures(conn, ctx, today.replace(month=1, day=1), today))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a gauge is not worth a crash
-                log.warning("programme gauges not refreshed", extra={"error": repr(exc)})
-            await asyncio.sleep(period)
+    async def refresh(service: Service) -> None:
+        await refresh_gauges(service.pool, ctx)
 
-    return refresh_programme_gauges
+    return every(period, refresh, name="refresh_programme_gauges", failure="programme gauges not refreshed", log=log)

@@ -19,7 +19,6 @@ unsatisfied by a reopening). SQL lives here (schema ``escalation``), the rules i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from services.escalation.config import Context
 from services.escalation.domain import stable_event_id
 from services.escalation.domain.follow_ups import PLEASED, contradicts, draw_follow_ups, draw_id
 from services.escalation.months import current_month, month_bounds, previous_month
+from services.escalation.periodic import every
 from shared import clock
 from shared.bus import Delivery
 from shared.contracts import Feedback, subjects
@@ -301,22 +301,15 @@ def monthly_drawer(ctx: Context, period: float = 300.0):
     """Draw last month by itself from ``follow_ups.auto_draw_day`` on (once: replicas and restarts find it drawn)."""
 
     async def draw_last_month(service: Service) -> None:
-        while True:
-            try:
-                now = clock.now()
-                month = previous_month(now)
-                if now.astimezone(SHANGHAI).day >= ctx.config.follow_ups.auto_draw_day:
-                    async with service.pool.acquire() as conn:
-                        done = await conn.fetchval("SELECT true FROM follow_up_draws WHERE month = $1", month)
-                    if not done:
-                        async with service.unit_of_work() as uow:
-                            made = await draw_month(uow, ctx, month, now, by="monthly")
-                        log.info("follow-ups drawn", extra={"month": month, "appeals": len(made.appeals),
-                                                            "seed": made.seed})
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - tried again next period
-                log.warning("follow-ups not drawn", extra={"error": repr(exc)})
-            await asyncio.sleep(period)
+        now = clock.now()
+        month = previous_month(now)
+        if now.astimezone(SHANGHAI).day < ctx.config.follow_ups.auto_draw_day:
+            return
+        async with service.pool.acquire() as conn:
+            if await conn.fetchval("SELECT true FROM follow_up_draws WHERE month = $1", month):
+                return
+        async with service.unit_of_work() as uow:
+            made = await draw_month(uow, ctx, month, now, by="monthly")
+        log.info("follow-ups drawn", extra={"month": month, "appeals": len(made.appeals), "seed": made.seed})
 
-    return draw_last_month
+    return every(period, draw_last_month, name="draw_last_month", failure="follow-ups not drawn", log=log)

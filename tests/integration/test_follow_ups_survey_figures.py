@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from services.escalation import figures as programme_figures
 from services.escalation.__main__ import create_service
+from services.escalation.config import context
 from services.escalation.domain.follow_ups import draw_follow_ups
 from services.intake.__main__ import create_service as create_intake
 from shared import clock
@@ -235,5 +237,13 @@ async def test_the_programme_figures_count_events_attendances_and_their_appeals(
         table = (await http.get("/figures", params={"from": "2031-02-01", "to": "2031-02-28", "format": "table"})).text
         assert "1 main, 1 sub" in table and "办结率" in table
         assert (await http.get("/figures", params={"from": "2031-03-01", "to": "2031-02-01"})).status_code == 422
+
+        # the gauges: the year to date of the frozen clock (2031-07-02)
+        year = await programme_figures.refresh_gauges(escalation.pool, context())
+        assert year.events_main >= 1 and year.main.collected >= 2
+        metrics = (await http.get("/metrics")).text
+        assert f'coffeetime_programme_events{{kind="main"}} {float(year.events_main)}' in metrics
+        assert f'coffeetime_programme_appeals{{kind="main",state="closed"}} {float(year.main.closed)}' in metrics
+        assert 'coffeetime_programme_closure_rate{kind="main"}' in metrics
     finally:
         await recorder.close()
