@@ -846,13 +846,18 @@ class World:
         slack = timedelta(seconds=1)  # a mark committed as the snapshot read: its attempt's time is close
         for snap in self.in_flight:
             if "ids" not in snap:
-                per_fault.append({"t": snap["t"], "fault": snap["fault"], "sms": None, "error": snap["error"]})
+                per_fault.append({"t": snap["t"], "fault": snap["fault"], "sms": None, "sms_new": 0,
+                                  "error": snap["error"]})
                 continue
             ids = set(snap["ids"].get("sms", ()))
             ids |= {r["notification_id"] for r in unknown if r["channel"] == "sms"
                     and snap["from"] - slack <= r["at"] <= snap["to"] + slack}
+            # a message cut short at one kill waits for its lease (and the backlog) to run out, so a later
+            # snapshot may find it still 'sending': it counts once, at the first fault that found it
+            new = ids - in_flight_ids
             in_flight_ids |= ids
-            per_fault.append({"t": snap["t"], "fault": snap["fault"], "sms": len(ids),
+            per_fault.append({"t": snap["t"], "fault": snap["fault"], "sms": len(ids), "sms_new": len(new),
+                              "sms_new_ids": sorted(new)[:50],
                               "other": {c: len(v) for c, v in snap["ids"].items() if c != "sms"}})
         counted = self.resends_counted()
         not_in_flight = sorted(set(again) - in_flight_ids)
@@ -860,7 +865,7 @@ class World:
             "posts": sum(again.values()), "ids": len(again),
             "counted": counted.get("sms", 0.0), "counted_by_channel": counted,
             "recorded": sum(recorded.values()),
-            "in_flight": sum(f["sms"] or 0 for f in per_fault), "in_flight_by_fault": per_fault,
+            "in_flight": len(in_flight_ids), "in_flight_by_fault": per_fault,
             "not_in_flight": not_in_flight[:20], "not_in_flight_count": len(not_in_flight),
             "unaccounted_by_id": unaccounted, "example": next(iter(sorted(again)), None),
             "gateway_drops_repeated_ids": True,  # tools/sms_sink.py: a repeated id is accepted, not delivered again
