@@ -26,7 +26,7 @@ from services.escalation.config import Context
 from services.escalation.unit_of_work import EvaluationRepository
 from shared import clock
 from shared.contracts import FieldError
-from shared.district import Unit, UnitKind
+from shared.district import Unit, UnitKind, load_district, unit_of_token
 from shared.http import ProblemError, bearer, bearer_token, problems
 from shared.service import Service
 
@@ -78,16 +78,17 @@ def register(service: Service, ctx: Context) -> None:
 def register_calendar(service: Service, ctx: Context) -> None:
     """Add the calendar routes: read by anyone who reaches the service, changed by the lead unit only."""
     router = APIRouter(prefix="/calendar", tags=["calendar"])
+    # the tokens as every service checks them: the district file's hashes, or UNIT_TOKENS in their place
+    district = load_district(service.settings.district_config, service.settings.unit_tokens)
 
     def lead_unit(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Unit:
-        token = bearer_token(credentials)
-        for unit in ctx.district.units:
-            if unit.token_matches(token):
-                if unit.kind != UnitKind.lead:
-                    raise ProblemError(403, "only the lead unit changes the working-day calendar",
-                                       reason="not_lead_unit", rule="OnlyLeadUnitMayChangeTheCalendar")
-                return unit
-        raise ProblemError(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        unit = unit_of_token(district.units, bearer_token(credentials))
+        if unit is None:
+            raise ProblemError(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        if unit.kind != UnitKind.lead:
+            raise ProblemError(403, "only the lead unit changes the working-day calendar",
+                               reason="not_lead_unit", rule="OnlyLeadUnitMayChangeTheCalendar")
+        return unit
 
     @router.get("/years", summary="The years the working-day calendar knows: loaded State Council years and the package's")
     async def list_years() -> dict[str, Any]:
