@@ -11,6 +11,7 @@ puts in-memory repositories of the same shape in their place.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
@@ -24,6 +25,7 @@ from services.escalation.domain import (
     Firing,
     OrderFacts,
     OrderPlan,
+    ScheduleInvalid,
     StepState,
     document_of,
     parse_year,
@@ -32,6 +34,8 @@ from services.escalation.store import Closure, DueStep, Rating
 from shared.contracts import MonthlyListItem
 from shared.unit_of_work import UnitOfWork
 from shared.workcalendar import OfficialYear
+
+log = logging.getLogger("coffeetime.escalation.calendar")
 
 
 class ClockRepository:
@@ -136,9 +140,16 @@ class CalendarRepository:
         return await store.calendar_signature(self.conn)
 
     async def years(self) -> list[OfficialYear]:
-        """Every loaded year, checked again as it is read (a row edited by hand cannot half-apply)."""
-        return [parse_year(json.dumps(r["document"], ensure_ascii=False))
-                for r in await store.calendar_years(self.conn)]
+        """Every loaded year, checked again as it is read: a row edited by hand into a bad one is left out
+        (and logged), so it neither half-applies nor stops the clocks."""
+        years = []
+        for r in await store.calendar_years(self.conn):
+            try:
+                years.append(parse_year(json.dumps(r["document"], ensure_ascii=False)))
+            except ScheduleInvalid as exc:
+                log.error("a stored State Council year is not valid; it is left out: load it again",
+                          extra={"year": r["year"], "error": str(exc)})
+        return years
 
     async def year(self, year: int) -> asyncpg.Record | None:
         """The stored row of ``year`` (document, digest, source, loaded_at, loaded_by), or ``None``."""

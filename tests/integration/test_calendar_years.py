@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 import pytest
 from prometheus_client import REGISTRY
@@ -24,6 +25,7 @@ from prometheus_client import REGISTRY
 from services.escalation import revised_calendar
 from services.escalation.__main__ import create_service
 from services.escalation.config import context
+from services.escalation.unit_of_work import CalendarRepository
 from services.notify.__main__ import create_service as create_notify
 from shared import clock
 from shared.contracts import events as ev
@@ -295,3 +297,18 @@ def _args(command: str, **values) -> argparse.Namespace:
 
 async def _outbox_empty(db) -> bool:
     return await db.fetchval("SELECT count(*) FROM escalation.outbox") == 0
+
+
+async def test_a_stored_year_edited_into_a_bad_one_is_left_out_and_stops_nothing(servers, db, no_2027, caplog):
+    await db.execute(
+        "INSERT INTO escalation.calendar_years (year, document, digest, source, loaded_at, loaded_by)"
+        " VALUES (2027, $1::jsonb, 'bad', '', now(), 'by hand')",
+        '{"year": 2027, "holidays": [{"name": "元旦", "dates": ["2028-01-01"]}]}')
+    conn = await asyncpg.connect(servers["DATABASE_URL"], server_settings={"search_path": "escalation"})
+    try:
+        repository = CalendarRepository(conn)
+        assert await repository.signature() == "2027:bad"
+        assert await repository.years() == []
+    finally:
+        await conn.close()
+    assert "left out" in caplog.text
