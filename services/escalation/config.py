@@ -69,7 +69,6 @@ class CalendarSync:
         self.signature: str | None = None
         self.changes = 0
         self.replans = 0  # re-plans finished (not dry runs), the start-up one included
-        self.replans = 0  # re-plans finished (not dry runs), the start-up one included
 
     async def refresh(self, repository, calendar: WorkCalendar) -> bool:
         """Bring ``calendar`` up to date with the stored years (``repository``: a ``CalendarRepository``)."""
