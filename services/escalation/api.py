@@ -26,6 +26,7 @@ from services.escalation.config import Context
 from services.escalation.unit_of_work import EvaluationRepository
 from shared import clock
 from shared.contracts import FieldError
+from shared.contracts.common import MONTH
 from shared.district import Unit, UnitKind, load_district, unit_of_token
 from shared.http import ProblemError, bearer, bearer_token, problems
 from shared.service import Service
@@ -56,7 +57,7 @@ def register(service: Service, ctx: Context) -> None:
                    **problems(422)},
     )
     async def report(
-        month: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default: this month (Asia/Shanghai)."),
+        month: str | None = Query(None, pattern=MONTH.pattern, description="YYYY-MM; default: this month (Asia/Shanghai)."),
         format: evaluation.Format = Query("json", description="json, csv or table."),  # noqa: A002 - the public parameter name
         min_orders: int | None = Query(None, ge=0, description="Rank only units with at least this many orders (default: configured)."),
     ) -> evaluation.RankingReport | Response:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from shared import clock
-from shared.contracts.common import SHANGHAI
+from shared.contracts.common import MONTH, SHANGHAI
 
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+__all__ = ["MONTH", "current_month", "month_bounds", "previous_month"]
 
 
 def current_month(now: datetime | None = None) -> str:

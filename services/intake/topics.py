@@ -42,10 +42,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import sparse
 
+from shared.contracts.common import MONTH
 from shared.logs import mask_text
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")  # no daylight saving since 1991
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 OTHER = "其他"
 PRAISE = "praise"
 

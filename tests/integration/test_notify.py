@@ -384,7 +384,7 @@ async def test_an_sms_reply_3_to_a_rating_invitation_becomes_unsatisfied_feedbac
         [feedback] = await wait_for(lambda: recorder.on(subjects.IN_FEEDBACK, feedback_id=f"sms-{gateway_id}"),
                                     what="ct.in.feedback")
         assert feedback == {"feedback_id": f"sms-{gateway_id}", "appeal_id": appeal_id, "rating": "unsatisfied",
-                            "comment": "3", "via": "sms"}
+                            "comment": "3", "via": "sms", "outcome": None, "caller": None}
         headers = next(h for s, b, h in recorder.messages if b.get("feedback_id") == f"sms-{gateway_id}")
         assert headers["Nats-Msg-Id"] == f"sms-{gateway_id}"
 

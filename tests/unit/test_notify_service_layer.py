@@ -295,7 +295,8 @@ async def test_an_sms_reply_3_stages_unsatisfied_feedback_once_per_gateway_id(uo
     [feedback] = uow.published(subjects.IN_FEEDBACK)
     assert isinstance(feedback, Feedback) and feedback.event_id == "sms-MO-42"  # the Nats-Msg-Id
     assert feedback.model_dump(mode="json") == {"feedback_id": "sms-MO-42", "appeal_id": APPEAL,
-                                                "rating": "unsatisfied", "comment": "3", "via": "sms"}
+                                                "rating": "unsatisfied", "comment": "3", "via": "sms",
+                                                "outcome": None, "caller": None}
 
     again = await use_cases.receive_sms_reply(uow, reply)  # the gateway retries its post
     assert again.result.duplicate and again.result.rating == "unsatisfied"
