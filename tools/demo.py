@@ -181,9 +181,9 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
             event_date = today - timedelta(days=35) if key == "B" else today
             event_id = f"{c['event']}-{TAG}"
             refs[key] = f"coffee_event:{event_id}#1"
-            record = {"event_id": event_id, "kind": "main", "date": event_date.isoformat(),
-                      "organizer_unit": "区行政审批局", "theme": next(
-                          (e["theme"] for e in seed()["events"] if e["key"] == c["event"] and e.get("theme")), None),
+            event = next(e for e in seed()["events"] if e["key"] == c["event"])
+            record = {"event_id": event_id, "kind": event["kind"], "date": event_date.isoformat(),
+                      "organizer_unit": "区行政审批局", "theme": event.get("theme"),
                       "attendees": ["区委副书记", "区行政审批局局长"],
                       "items": [{"item_no": 1, "enterprise_name": c["enterprise"], "content": c["content"],
                                  "category_hint": c["category_hint"], "proposed_unit": c["handling_unit"],
