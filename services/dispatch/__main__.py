@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.dispatch import api, handlers
+from services.dispatch import api, console, handlers
 from services.dispatch.unit_of_work import DispatchUnitOfWork
 from shared.district import load_district
 from shared.service import Service, run
@@ -18,6 +18,7 @@ def create_service(settings: Settings) -> Service:
     service = Service(NAME, settings, Path(__file__).with_name("migrations"), unit_of_work=DispatchUnitOfWork)
     handlers.register(service, district)
     api.register(service, district)
+    console.register(service, district)  # the web console at /console (services/dispatch/console/)
     return service
 
 
