@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos docs up migrate clean venv
+.PHONY: demo test lint bench chaos docs up migrate clean venv browser
 
 venv: $(STAMP)
 
@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Playwright and a headless Chromium for tests/e2e/test_console_browser.py (Debian's chromium via apt as root)
+browser: $(STAMP)
+	$(BIN)/python -m tools.browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
