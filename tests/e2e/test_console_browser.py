@@ -141,6 +141,10 @@ def test_a_unit_signs_and_replies_and_the_lead_unit_dispatches_a_queued_appeal(s
             expect(lead.locator("#result")).to_have_class("flash ok")
             expect(lead.locator(f'tr[data-appeal="{appeal_id}"]')).to_have_count(0)
             lead.screenshot(path=str(tmp_path / "4-lead-dispatched.png"), full_page=True)
+            lead.click('a[href$="/ranking"]')
+            expect(lead.locator("#ranking-table")).to_contain_text("交警")  # escalation's GET /report
+            expect(lead.locator("#charts svg").first).to_be_visible()
+            lead.screenshot(path=str(tmp_path / "5-lead-ranking.png"), full_page=True)
         finally:
             browser.close()
 
@@ -150,5 +154,6 @@ def test_a_unit_signs_and_replies_and_the_lead_unit_dispatches_a_queued_appeal(s
     replied = [o for o in api_orders(dispatch_url, "token-traffic_police") if o["order_id"] == order["order_id"]]
     assert replied[0]["status"] == "replied"
     assert all((tmp_path / f).stat().st_size > 10_000 for f in
-               ("1-unit-orders.png", "2-unit-replied.png", "3-lead-queue.png", "4-lead-dispatched.png"))
+               ("1-unit-orders.png", "2-unit-replied.png", "3-lead-queue.png", "4-lead-dispatched.png",
+                "5-lead-ranking.png"))
     print(f"browser test: {time.monotonic() - started:.1f} s after the stack was up; screenshots in {tmp_path}")

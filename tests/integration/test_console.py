@@ -104,7 +104,7 @@ async def test_the_session_cookie_flags(dispatch):
         assert "Secure" not in cookie, "plain http without CONSOLE_SECURE_COOKIE"
     async with running(create_dispatch, {"NATS_URL": dispatch.settings.nats_url,
                                          "DATABASE_URL": dispatch.settings.database_url},
-                       console_secure_cookie=True) as secure:
+                       console_secure_cookie=True, console_escalation_url="http://127.0.0.1:9") as secure:
         async with console(secure) as http:
             form = await http.get("/console/login")
             login_token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)
@@ -113,6 +113,10 @@ async def test_the_session_cookie_flags(dispatch):
             answer = await http.post("/console/login", headers={"Cookie": f"{LOGIN_COOKIE}={login_cookie}"}, data={"login_token": login_token, "token": "token-sanitation", "actor": "王"})
             cookie = next(v for v in answer.headers.get_list("set-cookie") if v.startswith(f"{COOKIE}="))
             assert "Secure" in cookie
+            session = re.search(rf"{COOKIE}=([^;]+)", cookie).group(1)
+            ranking = await http.get("/console/ranking", headers={"Cookie": f"{COOKIE}={session}"})
+            assert ranking.status_code == 200 and 'id="ranking-error"' in ranking.text, "escalation unreachable"
+            assert 'id="figures"' in ranking.text, "dispatch's own figures still shown"
 
 
 async def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing(dispatch, js, db, rec):

@@ -509,15 +509,16 @@ def create_app(service: Service, district: District) -> FastAPI:
             error = f"{type(exc).__name__}: {exc}"[:300]
         rows = (report or {}).get("units", [])
         lang = i18n.language_of(request)
-        ranked = [r for r in rows if r.get("rank") is not None]
+        ranked = [r for r in rows if r.get("score") is not None]  # listed units too: the chart shows every score
         charts = []
         if ranked:
-            charts.append(bar_chart(i18n.translate(lang, "ranking.chart_score"),
-                                    [(r["unit"], r.get("score")) for r in ranked]))
+            title = i18n.translate(lang, "ranking.chart_score")
+            charts.append((title, bar_chart(title, [(r["unit"], r.get("score")) for r in ranked])))
             for rate in ("closure_rate", "satisfaction_rate", "on_time_rate"):
-                charts.append(bar_chart(i18n.translate(lang, f"kpi.{rate}"),
-                                        [(r["unit"], None if r.get(rate) is None else r[rate] * 100) for r in ranked],
-                                        suffix="%", series_class=f"bar {rate}"))
+                title = i18n.translate(lang, f"kpi.{rate}")
+                charts.append((title, bar_chart(
+                    title, [(r["unit"], None if r.get(rate) is None else r[rate] * 100) for r in ranked],
+                    suffix="%", series_class=f"bar {rate}")))
         async with service.pool.acquire() as conn:
             figures = await queries.counts(conn, who.scope, clock.now())
             stamp = await queries.change_stamp(conn, who.scope)
