@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $(STAMP)
 
+# make demo KEEP=1: leave the stack and the web console running until Ctrl-C
 demo: $(STAMP)
-	$(BIN)/coffeetime demo
+	$(BIN)/coffeetime demo $(if $(KEEP),--keep)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

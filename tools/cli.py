@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("demo", help="run the published cases through the whole stack")
+    p.add_argument("--keep", action="store_true",
+                   help="leave the stack and the web console running after the demo, until Ctrl-C")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("report", help="the month's evaluation and ranking of the units")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -118,15 +119,15 @@ def demo_district(sink_url_for) -> Path:
     return path
 
 
-def main(args=None) -> int:  # noqa: ARG001 - the CLI passes its namespace
+def main(args=None) -> int:
     try:
-        return asyncio.run(run())
+        return asyncio.run(run(keep=bool(getattr(args, "keep", False))))
     except KeyboardInterrupt:
         print("\ninterrupted: everything was stopped", file=sys.stderr)
         return 130
 
 
-async def run() -> int:
+async def run(keep: bool = False) -> int:
     from tools.sms_sink import LocalSmsSink
     from tools.stack import Stack
 
@@ -147,6 +148,7 @@ async def run() -> int:
         await asyncio.to_thread(stack.wait_healthy, 90)
         for name, url in stack.urls().items():
             say(f"  {name:<11} {url}  (/healthz /metrics /docs)")
+        say(console_address(stack))
         say("note: quiet hours are off for the demo, and case B is replayed 5 weeks late, so its deadline")
         say("      has passed when it is dispatched: that is how it climbs the ladder without waiting weeks.")
         nc = await nats.connect(stack.servers.nats_url)
@@ -155,6 +157,10 @@ async def run() -> int:
         async with httpx.AsyncClient(timeout=10) as http:
             appeal_ids, phones = await play(nc, watch, stack, sink, http)
             await report(nc, stack, sink, mail, http, appeal_ids, phones)
+        print()
+        say(console_address(stack))
+        if keep:
+            await keep_running(stack)
         return 0
     finally:
         say("stopping everything ...")
@@ -164,6 +170,30 @@ async def run() -> int:
         await sink.stop()
         mail.stop()
         say("stopped; nothing left running")
+
+
+async def keep_running(stack) -> None:
+    """--keep: wait for Ctrl-C or SIGTERM (or a service's exit), then let the caller stop everything."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)  # also where the shell started the demo with SIGINT ignored
+    say("--keep: everything stays up (the console too) until Ctrl-C")
+    while not stop.is_set():
+        exited = [n for n, p in stack.procs.items() if p.poll() is not None]
+        if exited:
+            say("a service exited: " + ", ".join(exited))
+            break
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+        except TimeoutError:
+            pass
+
+
+def console_address(stack) -> str:
+    """Where the web console is, and how to log in to it (the demo tokens)."""
+    return (f"web console: {stack.urls()['dispatch']}/console  (token token-<unit_code>: token-traffic_police, "
+            "token-sanitation ...; the lead unit: token-approval_bureau)")
 
 
 async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, str]]:
