@@ -91,6 +91,7 @@ async def test_a_unit_token_becomes_a_strict_http_only_session_and_a_wrong_one_o
         assert "区公安分局交警大队" in page.text and "本单位工单" in page.text
         assert page.headers["content-security-policy"].startswith("default-src 'self'")
         assert (await http.get("/console/queue")).status_code == 403, "the queue is the lead unit's"
+        assert (await http.get("/console/decisions/rows")).status_code == 403
 
 
 async def test_the_session_cookie_flags(dispatch):
@@ -253,6 +254,8 @@ async def test_the_lead_unit_dispatches_from_the_queue_and_bulk_says_why_each_re
         rows = dict(re.findall(r'<tr data-order="([^"]+)" class="(ok|bad)"', bulk.text))
         assert rows == {order["order_id"]: "bad", other: "bad", "WO-nope": "bad"}
         assert bulk.text.count("工单当前状态不允许此操作") == 2 and "没有这个工单或诉求" in bulk.text
+        decisions = await http.get("/console/decisions")
+        assert decisions.status_code == 200 and 'id="bulk-form"' in decisions.text
         redispatch = await http.post("/console/bulk", headers=headers, data={
             "bulk_action": "redispatch", "batch_id": "b-2", "unit_code": "transport_bureau", "order_id": [other]})
         assert 'class="ok"' in redispatch.text

@@ -428,19 +428,20 @@ def create_app(service: Service, district: District) -> FastAPI:
             row["routing_reasons"] = routing.get("reasons", [])
         return {"rows": rows, "stamp": stamp}
 
-    @app.get("/queue")
-    async def queue_page(request: Request) -> Response:
+    async def lead_page(request: Request, template: str, context_of) -> Response:
+        """A page (or its fragment) only the lead unit sees: 403 for a handling unit."""
         who = await current(request)
         if not who.is_lead:
             return render(request, "error.html", who, status=403, message_key="error.lead_only")
-        return render(request, "queue.html", who, result=None, **await queue_context(who))
+        return render(request, template, who, result=None, **await context_of(who))
+
+    @app.get("/queue")
+    async def queue_page(request: Request) -> Response:
+        return await lead_page(request, "queue.html", queue_context)
 
     @app.get("/queue/rows")
     async def queue_fragment(request: Request) -> Response:
-        who = await current(request)
-        if not who.is_lead:
-            return render(request, "error.html", who, status=403, message_key="error.lead_only")
-        return render(request, "_queue_rows.html", who, result=None, **await queue_context(who))
+        return await lead_page(request, "_queue_rows.html", queue_context)
 
     @app.post("/appeals/{appeal_id}/dispatch")
     async def dispatch_appeal(request: Request, appeal_id: str) -> Response:
@@ -452,17 +453,11 @@ def create_app(service: Service, district: District) -> FastAPI:
 
     @app.get("/decisions")
     async def decisions_page(request: Request) -> Response:
-        who = await current(request)
-        if not who.is_lead:
-            return render(request, "error.html", who, status=403, message_key="error.lead_only")
-        return render(request, "decisions.html", who, **await decisions_context(who))
+        return await lead_page(request, "decisions.html", decisions_context)
 
     @app.get("/decisions/rows")
     async def decisions_fragment(request: Request) -> Response:
-        who = await current(request)
-        if not who.is_lead:
-            return render(request, "error.html", who, status=403, message_key="error.lead_only")
-        return render(request, "_decision_rows.html", who, **await decisions_context(who))
+        return await lead_page(request, "_decision_rows.html", decisions_context)
 
     async def decisions_context(who: Who) -> dict[str, Any]:
         now = clock.now()
