@@ -35,7 +35,7 @@ NATS_CONF = DEPLOY / "nats" / "nats.conf"
 K8S = DEPLOY / "k8s"
 
 # modules defining metrics; those not written yet are skipped
-METRIC_MODULES = ("shared.metrics", "shared.workcalendar", *(f"services.{name}.metrics" for name in SERVICES))
+METRIC_MODULES = ("shared.metrics", "shared.workcalendar", "shared.http", *(f"services.{name}.metrics" for name in SERVICES))
 # metrics the services define in their own modules (name → type), known even before a module exists
 OTHER_SERVICE_METRICS: dict[str, str] = {
     "coffeetime_overdue_orders": "gauge",  # escalation, {unit_code}
