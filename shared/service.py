@@ -194,6 +194,10 @@ class Service:
                     metrics.CONSUMER_PENDING.labels(self.name, sub.durable).set(info.num_pending + info.num_ack_pending)
                 except Exception:  # noqa: BLE001 - a gauge is not worth a crash
                     pass
+            # stop() cancels this task; a cancel landing inside nats-py's request can be swallowed there (3.11's
+            # wait_for when the reply arrives at once), and stop() then waited for this loop forever (seen in tests)
+            if asyncio.current_task().cancelling():
+                return
             await asyncio.sleep(10)
 
     async def serve(self) -> None:
