@@ -26,7 +26,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field, ValidationError
 
-from services.intake import topics, use_cases
+from services.intake import open311, topics, use_cases
 from services.intake.store import TopicAppeals
 from shared import clock
 from shared.access import ReadKeys
@@ -69,6 +69,7 @@ def register(service: Service) -> None:
     service.http.include_router(router)
     register_split(service)
     register_topics(service)
+    open311.register(service)  # GeoReport v2 at /open311/v2 (services/intake/open311.py)
 
 
 class SplitRequest(BaseModel):
