@@ -26,9 +26,9 @@ from services.escalation.config import Context
 from services.escalation.unit_of_work import EvaluationRepository
 from shared import clock
 from shared.contracts import FieldError
-from shared.contracts.common import MONTH
 from shared.district import Unit, UnitKind, load_district, unit_of_token
 from shared.http import ProblemError, bearer, bearer_token, problems
+from shared.months import MONTH
 from shared.service import Service
 
 MAX_YEAR_FILE = 64 * 1024

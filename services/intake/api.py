@@ -33,6 +33,7 @@ from shared.access import ReadKeys
 from shared.contracts import AppealQuery, AppealStatus, field_errors
 from shared.district import Unit, UnitKind, load_district, unit_of_token
 from shared.http import READ_KEY_REFUSED, ProblemError, bearer, bearer_token, problems, read_key_required
+from shared.months import MONTH
 from shared.service import Service
 
 
@@ -150,7 +151,7 @@ def register_topics(service: Service) -> None:
         dependencies=[read_key_required(service.name, ReadKeys.of(service.settings), "/topics")],
     )
     async def hot_topics(
-        month: str | None = Query(None, pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])$",
+        month: str | None = Query(None, pattern=MONTH.pattern,
                                   description="YYYY-MM, years 2000-2999; default: this month (Asia/Shanghai)."),
         format: topics.Format = Query("json", description="json, csv or table."),  # noqa: A002 - the public name
         months_back: int = Query(3, ge=1, le=24, description="Previous months to compare with."),

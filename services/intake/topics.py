@@ -42,8 +42,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import sparse
 
-from shared.contracts.common import MONTH
 from shared.logs import mask_text
+from shared.months import month_bounds, month_of, shift_month
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")  # no daylight saving since 1991
 OTHER = "其他"
@@ -70,27 +70,6 @@ BOILERPLATE = frozenset("""
 
 
 # --- months ---------------------------------------------------------------------------
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """[first moment, first moment of the next month) of ``YYYY-MM`` in Asia/Shanghai."""
-    if not isinstance(month, str) or not MONTH.match(month):
-        raise ValueError(f"month must be YYYY-MM, got {month!r}")
-    year, mon = int(month[:4]), int(month[5:])
-    return (datetime(year, mon, 1, tzinfo=SHANGHAI),
-            datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=SHANGHAI))
-
-
-def shift_month(month: str, by: int) -> str:
-    """``month`` moved by ``by`` months (negative: earlier)."""
-    month_bounds(month)
-    index = int(month[:4]) * 12 + int(month[5:]) - 1 + by
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def month_of(at: datetime) -> str:
-    """The month (Asia/Shanghai) of a moment."""
-    return at.astimezone(SHANGHAI).strftime("%Y-%m")
 
 
 def window(month: str, months_back: int) -> tuple[datetime, datetime]:

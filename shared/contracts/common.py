@@ -26,8 +26,6 @@ from pydantic import (
 from shared import clock
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-MONTH = re.compile(r"^2[0-9]{3}-(0[1-9]|1[0-2])$", re.ASCII)
-"""A month of reports and evaluations, ``YYYY-MM`` in 2000-2999 (the years times may lie in)."""
 
 # --- unified social credit code (统一社会信用代码, GB 32100-2015) -------------
 
