@@ -136,6 +136,15 @@ class KnownAnswer(BaseModel):
     answer: str
 
 
+class PauseRules(BaseModel):
+    """How a handling unit may pause its handling clock while it waits for the enterprise (待补充材料)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_per_order: int = Field(2, ge=0, le=20, description="Pauses one work order may have (0: no pausing).")
+    max_working_days: int = Field(10, ge=1, le=60, description="The longest one pause counts, in working days: "
+                                  "past it the clock runs again by itself and the deadline moves no further.")
+
+
 class District(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -144,6 +153,7 @@ class District(BaseModel):
     categories: list[Category]
     routing: list[RoutingRule] = Field(default_factory=list)
     known_answers: list[KnownAnswer] = Field(default_factory=list)
+    pauses: PauseRules = Field(default_factory=PauseRules, description="Pausing the handling clock (待补充材料).")
     min_score: float = Field(2.0, description="A unit needs at least this score to be dispatched automatically.")
     min_margin: float = Field(1.0, description="...and this much more than the runner-up.")
     co_share: float = Field(

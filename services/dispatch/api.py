@@ -54,6 +54,19 @@ class OrderView(BaseModel):
     pending_extension_days: int | None = Field(description="Days asked for in an extension request still waiting.")
     extension_days_granted: int
     escalation_level: str | None = Field(description="The ladder step the order reached.")
+    paused_at: datetime | None = Field(None, description="The handling clock is paused (待补充材料) since then.")
+    pause_reason: str | None = Field(None, description="What the unit waits for from the enterprise.")
+    paused_count: int = Field(0, description="Pauses of the appeal's handling clock this order knows (its own and "
+                                             "those of the orders it replaces).")
+    unit_due_at: datetime | None = Field(None, description="A re-dispatched order's own clock: from its sign-for "
+                                                           "(escalation's `unit` clock).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paused_count(cls, row: Any) -> Any:
+        if isinstance(row, dict) and "pauses" in row and "paused_count" not in row:
+            row = {**row, "paused_count": len(row["pauses"] or [])}
+        return row
     summary: str
     enterprise_name: str | None
     category: str
@@ -127,6 +140,7 @@ def register(service: Service, district: District) -> None:
     @router.get("/orders", response_model=Page[OrderView], responses=problems(401, 422),
                 summary="The unit's work orders, overdue first, then by deadline (the lead unit sees all)")
     async def list_orders(status: str | None = None, limit: int = LIMIT, cursor: str | None = CURSOR,
+                          paused: bool | None = None,
                           unit: Unit = Depends(current_unit)) -> Page[OrderView]:
         position = decode_cursor(cursor)
         try:
@@ -136,7 +150,7 @@ def register(service: Service, district: District) -> None:
             raise ProblemError(422, "invalid cursor", errors=[FieldError(field="cursor", message="not a cursor of this list")]) from None
         async with uow() as work:
             rows = await work.appeals.list_orders(None if is_lead(unit) else unit.unit_code, status, as_of,
-                                                  limit + 1, after)
+                                                  limit + 1, after, paused=paused)
         page = page_of(rows, limit, lambda r: {"as_of": as_of.isoformat(), "late": r["late"], "due": r["due"],
                                               "order_id": r["order_id"]})
         return Page[OrderView](items=[OrderView.model_validate(r) for r in page.items], next_cursor=page.next_cursor,

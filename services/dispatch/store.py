@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from services.dispatch.domain import AppealState, AppealStatus, OrderStatus, Role, WorkOrder
+from shared.contracts.events import ClockPause
 
 _APPEAL_FIELDS = [f.name for f in fields(AppealState)]
 _ORDER_FIELDS = [f.name for f in fields(WorkOrder)]
@@ -27,6 +28,7 @@ def order_from_row(row: asyncpg.Record) -> WorkOrder:
     values = {k: row[k] for k in _ORDER_FIELDS}
     values["status"] = OrderStatus(values["status"])
     values["role"] = Role(values["role"])
+    values["pauses"] = tuple(ClockPause.model_validate(p) for p in values["pauses"] or ())
     return WorkOrder(**values)
 
 
@@ -41,6 +43,7 @@ def _order_values(o: WorkOrder) -> list:
     d = asdict(o)
     d["status"] = o.status.value
     d["role"] = o.role.value
+    d["pauses"] = [p.model_dump(mode="json") for p in o.pauses]
     return [d[k] for k in _ORDER_FIELDS]
 
 
@@ -138,7 +141,7 @@ async def rated_order(conn: asyncpg.Connection, appeal_id: str) -> WorkOrder | N
 
 async def record_deadlines(conn: asyncpg.Connection, deadlines: list[tuple[str, str, datetime, datetime]]) -> None:
     """(order_id, clock, due_at, set_at) from ``ct.deadline.set``: each kept unless a newer one was applied."""
-    for clock, column in (("sign_for", "sign_due"), ("handling", "due")):
+    for clock, column in (("sign_for", "sign_due"), ("handling", "due"), ("unit", "unit_due")):
         latest: dict[str, tuple[datetime, datetime]] = {}
         for order_id, c, due_at, set_at in deadlines:
             if c == clock and (order_id not in latest or latest[order_id][1] <= set_at):
@@ -163,8 +166,10 @@ ORDER_POSITION = ("late", "due", "order_id")
 
 async def list_orders(conn: asyncpg.Connection, unit_code: str | None, status: str | None, as_of: datetime,
                       limit: int = 50, order_id: str | None = None,
-                      after: tuple[int, str, str] | None = None) -> list[asyncpg.Record]:
+                      after: tuple[int, str, str] | None = None, paused: bool | None = None) -> list[asyncpg.Record]:
     """Orders of one unit (or all, for the lead unit), overdue first, then by deadline, then by id.
+
+    ``paused``: only the orders whose clock is paused (待补充材料), or only the others.
 
     ``overdue`` is reckoned at ``as_of`` (the time of a list's first page, so that
     its pages keep one order); each row carries its keyset position (:data:`ORDER_POSITION`):
@@ -185,12 +190,13 @@ async def list_orders(conn: asyncpg.Connection, unit_code: str | None, status: s
             FROM orders o JOIN appeals a USING (appeal_id)
             WHERE ($1::text IS NULL OR o.unit_code = $1) AND ($2::text IS NULL OR o.status = $2)
               AND ($5::text IS NULL OR o.order_id = $5)
+              AND ($9::bool IS NULL OR (o.paused_at IS NOT NULL) = $9)
         ) v
         WHERE $6::int IS NULL OR (v.late, v.due_key, v.order_id) > ($6::int, $7::text::timestamptz, $8::text)
         ORDER BY v.late, v.due_key, v.order_id
         LIMIT $4
         """,
-        unit_code, status, as_of, limit, order_id, late, due, last_id,
+        unit_code, status, as_of, limit, order_id, late, due, last_id, paused,
     )
 
 

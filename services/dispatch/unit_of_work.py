@@ -72,9 +72,11 @@ class AppealRepository:
         return await store.awaiting_rating_since(self.conn, cutoff)
 
     async def list_orders(self, unit_code: str | None, status: str | None, as_of: datetime, limit: int,
-                          after: tuple[int, str, str] | None = None, order_id: str | None = None) -> list[dict]:
+                          after: tuple[int, str, str] | None = None, order_id: str | None = None,
+                          paused: bool | None = None) -> list[dict]:
         """A page of orders as rows (see :func:`store.list_orders`)."""
-        rows = await store.list_orders(self.conn, unit_code, status, as_of, limit, order_id=order_id, after=after)
+        rows = await store.list_orders(self.conn, unit_code, status, as_of, limit, order_id=order_id, after=after,
+                                       paused=paused)
         return [dict(r) for r in rows]
 
     async def queued(self, limit: int, after: tuple[datetime, str] | None = None) -> list[dict]:

@@ -130,6 +130,23 @@ class OrderPolicy(Message):
     supervision_office: str | None = Field(None, description="`unit_code` of the supervision office (督查室).")
 
 
+class ClockPause(Message):
+    """One pause (待补充材料) of a handling clock: wall times; escalation counts its working time.
+
+    The pause is data on the clock, not derived from the category or the policy:
+    a re-dispatched order carries the pauses of the orders it replaces (see
+    `OrderDispatched.pauses`), so the enterprise's clock keeps them.
+    """
+
+    pause_id: str = Field(description="`<order_id>:P<n>`: the pause's id, stable over redeliveries.")
+    order_id: str = Field(description="The order whose unit paused the clock.")
+    started_at: Rfc3339 = Field(description="When the clock was paused.")
+    ended_at: Rfc3339 | None = Field(None, description="When it was resumed (or the order ended); null while paused.")
+    max_working_days: int = Field(description="The longest this pause counts, in working days (the configuration "
+                                              "when it began): past it, the clock runs again by itself.")
+    reason: str = Field("", description="What the unit waits for from the enterprise.")
+
+
 class OrderDispatched(OrderEvent):
     """`ct.order.dispatched`: a work order was given to a unit (派单)."""
 
@@ -146,6 +163,10 @@ class OrderDispatched(OrderEvent):
     summary: str = Field("", description="Short summary of the appeal, for notifications.")
     enterprise_name: str | None = Field(None, description="The enterprise.")
     replaces_order_id: str | None = Field(None, description="The order this one replaces (re-dispatch, reopening).")
+    pauses: list[ClockPause] = Field(
+        default_factory=list,
+        description="The pauses (待补充材料) of the appeal's handling clock so far, from the orders this one replaces "
+                    "(a re-dispatch or an accepted return): the enterprise's clock keeps them. Empty otherwise.")
     routing_version: str | None = Field(
         None, description="The routing model's version that routed it automatically (`<config hash>-<last example id>`); "
                           "None when a person chose the unit or the rules decided alone.")
@@ -192,6 +213,19 @@ class ExtensionDenied(OrderEvent):
     """`ct.order.extension_denied`: the lead unit denied the extension."""
 
     reason: str = Field(description="Why.")
+
+
+class OrderPaused(OrderEvent):
+    """`ct.order.paused`: the unit paused its handling clock while it waits for the enterprise (待补充材料)."""
+
+    pause: ClockPause = Field(description="The pause (ended_at null).")
+
+
+class OrderResumed(OrderEvent):
+    """`ct.order.resumed`: the unit resumed its paused handling clock; the deadline moves by the paused working time."""
+
+    pause: ClockPause = Field(description="The pause, with ended_at.")
+    note: str | None = Field(None, description="What arrived.")
 
 
 class OrderReplied(OrderEvent):
@@ -267,15 +301,30 @@ class AppealReopened(DomainEvent):
 # --- escalation -------------------------------------------------------------------
 
 Clock = Literal["sign_for", "handling"]
+DeadlineClock = Literal["sign_for", "handling", "unit"]
+DeadlineCause = Literal["started", "extension", "paused", "resumed", "calendar_revised", "reopened", "replanned"]
 
 
 class DeadlineSet(DomainEvent):
-    """`ct.deadline.set`: a clock was started or moved."""
+    """`ct.deadline.set`: a clock was started or moved.
+
+    `handling` is the appeal's clock (the enterprise's deadline, from receipt, or from
+    the reopening for a reopened order); the ladder climbs on it. `unit` is the unit's own
+    clock of a re-dispatched order: from its sign-for, the category's working days; the
+    unit's on-time rate counts by it. No ladder step fires on `unit`.
+    """
 
     order_id: str = Field(description="The work order.")
     unit_code: str = Field(description="The unit.")
-    clock: Clock = Field(description="sign_for (working hours) or handling (working days).")
-    due_at: Rfc3339 = Field(description="When it falls due, RFC 3339 +08:00.")
+    clock: DeadlineClock = Field(description="sign_for (working hours), handling (working days, the appeal's clock) "
+                                             "or unit (a re-dispatched order's own clock, from its sign-for).")
+    due_at: Rfc3339 = Field(description="When it falls due, RFC 3339 +08:00. While paused: the deadline should the "
+                                        "pause run its full length (`resumes_by`).")
+    cause: DeadlineCause | None = Field(None, description="Why it was set: started, extension, paused, resumed, "
+                                                          "calendar_revised, reopened, replanned.")
+    paused_since: Rfc3339 | None = Field(None, description="The clock is paused (待补充材料) since then.")
+    resumes_by: Rfc3339 | None = Field(None, description="While paused: when the clock runs again by itself.")
+    paused_working_seconds: int = Field(0, description="Working seconds this clock was paused so far (ended pauses).")
 
 
 class DeadlineMoved(DomainEvent):
@@ -316,6 +365,8 @@ class DeadlineWarning(DomainEvent):
     targets: list[Person] = Field(default_factory=list, description="Who must hear.")
     reason: str = Field("", description="Why, in English.")
     summary: str = Field("", description="The appeal summary.")
+    fire_at: Rfc3339 | None = Field(None, description="When the step was due to fire.")
+    late_seconds: int = Field(0, description="How long after `fire_at` it fired (an outage, a backlog), seconds.")
 
 
 class LateOrder(Message):
@@ -352,6 +403,8 @@ class AppealEscalated(DomainEvent):
     overdue_seconds: int = Field(0, description="How late, in seconds of wall time.")
     targets: list[Person] = Field(default_factory=list, description="Who must hear.")
     summary: str = Field("", description="The appeal summary.")
+    fire_at: Rfc3339 | None = Field(None, description="When the step was due to fire (difficult: the request).")
+    late_seconds: int = Field(0, description="How long after `fire_at` it fired (an outage, a backlog), seconds.")
     late_orders: list[LateOrder] = Field(
         default_factory=list,
         description="district_leader, supervision: every order of the appeal late when the step fired (those whose "
@@ -450,6 +503,21 @@ class TimelineItem(Message):
     what: str = Field(description="What.")
 
 
+class ClockEntry(Message):
+    """One change of an appeal's clocks, with its cause: start, pause, resume, extension, warning, escalation ..."""
+
+    at: Rfc3339 = Field(description="When.")
+    kind: Literal["started", "deadline", "paused", "resumed", "extension", "moved", "warning", "escalation",
+                  "stopped"] = Field(description="What happened to the clock.")
+    clock: str | None = Field(None, description="sign_for, handling (the appeal's clock) or unit (the unit's own).")
+    order_id: str | None = Field(None, description="The work order.")
+    unit_code: str | None = Field(None, description="Its unit.")
+    due_at: Rfc3339 | None = Field(None, description="The deadline after it (deadline, extension, moved, resumed ...).")
+    level: str | None = Field(None, description="warning / escalation: the ladder step.")
+    cause: str = Field("", description="Why, in words (the event that caused it, the reason given).")
+    late_seconds: int | None = Field(None, description="warning / escalation: how long after its time it fired.")
+
+
 class AppealStatus(Message):
     """The reply to `ct.q.appeal`: the appeal's status and its timeline. Phones are masked."""
 
@@ -465,6 +533,10 @@ class AppealStatus(Message):
     received_at: Rfc3339 | None = Field(None, description="When it was received.")
     registered_at: Rfc3339 | None = Field(None, description="When intake registered it.")
     timeline: list[TimelineItem] = Field(default_factory=list, description="Everything that happened, oldest first.")
+    clock: list[ClockEntry] = Field(default_factory=list,
+                                    description="The clock timeline, oldest first: each start, deadline set, pause, "
+                                                "resume, extension, move, warning and escalation with its cause.")
+    paused: bool = Field(False, description="A handling clock of the appeal is paused (待补充材料) now.")
     error: str | None = Field(None, description="Why the query could not be answered.")
     errors: list[FieldError] = Field(default_factory=list,
                                      description="An invalid query's errors, one per field (found is false).")

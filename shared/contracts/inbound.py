@@ -207,6 +207,25 @@ class RequestEscalation(OrderCommand):
     reason: str = Field(min_length=1, max_length=2000, description="Why.")
 
 
+class PauseClock(OrderCommand):
+    """待补充材料: the holding unit pauses its handling clock while it waits for the enterprise.
+
+    Only a signed order, one pause at a time, at most ``pauses.max_per_order``
+    (district configuration) per order; a pause lasts at most
+    ``pauses.max_working_days``, after which the clock runs again by itself.
+    """
+
+    action: Literal["pause"] = "pause"
+    reason: str = Field(min_length=1, max_length=2000, description="What the unit waits for from the enterprise.")
+
+
+class ResumeClock(OrderCommand):
+    """The holding unit resumes a paused handling clock (the enterprise's materials arrived)."""
+
+    action: Literal["resume"] = "resume"
+    note: str | None = Field(None, min_length=1, max_length=5000, description="What arrived.")
+
+
 class DispatchByHand(Command):
     """人工派单: the lead unit dispatches an appeal waiting in the manual queue."""
 
@@ -271,7 +290,7 @@ class Rate(Command):
 
 
 UNIT_COMMANDS: tuple[type[Command], ...] = (
-    SignFor, ReturnOrder, ReportProgress, RequestExtension, Reply, RequestEscalation,
+    SignFor, ReturnOrder, ReportProgress, RequestExtension, Reply, RequestEscalation, PauseClock, ResumeClock,
     DispatchByHand, Redispatch, GrantExtension, DenyExtension, DecideReturn,
 )
 """The commands of ``ct.in.order.<unit_code>.<action>``, in the order the contract lists them."""
@@ -334,8 +353,9 @@ class UnitAction(Inbound):
     action_id: SourceId = Field(description="The unit's id of this action; acting twice with one id does it once.")
     order_id: SourceId | None = Field(None, description="The work order acted on (required for every action but `dispatch`).")
     actor: ShortText = Field(description="Who in the unit acted (a name or staff id).")
-    reason: str | None = Field(None, min_length=1, max_length=2000, description="return, extend, escalate, deny_extension: why.")
-    note: str | None = Field(None, min_length=1, max_length=5000, description="progress: what was done.")
+    reason: str | None = Field(None, min_length=1, max_length=2000,
+                               description="return, extend, escalate, pause, deny_extension: why.")
+    note: str | None = Field(None, min_length=1, max_length=5000, description="progress: what was done; resume: what arrived.")
     days: int | None = Field(None, ge=1, le=120, description="extend / grant_extension: extra working days.")
     reply: str | None = Field(None, min_length=1, max_length=5000, description="reply: the unit's answer to the enterprise.")
     resolved: bool | None = Field(None, description="reply: whether the problem is solved.")

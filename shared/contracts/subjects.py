@@ -41,6 +41,8 @@ ORDER_PROGRESSED = "ct.order.progressed"
 ORDER_EXTENSION_REQUESTED = "ct.order.extension_requested"
 ORDER_EXTENSION_GRANTED = "ct.order.extension_granted"
 ORDER_EXTENSION_DENIED = "ct.order.extension_denied"
+ORDER_PAUSED = "ct.order.paused"
+ORDER_RESUMED = "ct.order.resumed"
 ORDER_REPLIED = "ct.order.replied"
 ORDER_ESCALATION_REQUESTED = "ct.order.escalation_requested"
 ORDER_REJECTED = "ct.order.rejected"
@@ -132,6 +134,8 @@ EVENTS: dict[str, type] = {
     ORDER_EXTENSION_REQUESTED: ev.ExtensionRequested,
     ORDER_EXTENSION_GRANTED: ev.ExtensionGranted,
     ORDER_EXTENSION_DENIED: ev.ExtensionDenied,
+    ORDER_PAUSED: ev.OrderPaused,
+    ORDER_RESUMED: ev.OrderResumed,
     ORDER_REPLIED: ev.OrderReplied,
     ORDER_ESCALATION_REQUESTED: ev.EscalationRequested,
     ORDER_REJECTED: ev.OrderRejected,

@@ -37,7 +37,7 @@ from services.dispatch.domain import (
 from services.dispatch.domain.following import rate_follower
 from shared.contracts import subjects as s
 from shared.contracts.common import SHANGHAI, AppealKind, Channel
-from shared.contracts.events import AppealRegistered, EventProposal, OrderDispatched, Party
+from shared.contracts.events import AppealRegistered, ClockPause, EventProposal, OrderDispatched, Party
 from shared.contracts.inbound import LEAD_ACTIONS as LEAD_ACTION_NAMES
 from shared.contracts.inbound import UNIT_ACTIONS, RequestExtension, UnitAction, UnitActionName
 from shared.district import District, load_district
@@ -434,6 +434,14 @@ REFUSALS = [
                  ILLEGAL_TRANSITION, id="granting an extension nobody asked for"),
     pytest.param(lambda: act("escalate", order(OrderStatus.signed, escalated=True), TOWN, reason="再次"),
                  "OrderIsEscalatedOnce", ILLEGAL_TRANSITION, id="escalating twice"),
+    pytest.param(lambda: act("pause", order(OrderStatus.signed, paused_at=NOW), TOWN, reason="再停"),
+                 "ClockIsPausedOnce", ILLEGAL_TRANSITION, id="pausing a paused clock"),
+    pytest.param(lambda: act("resume", order(OrderStatus.signed), TOWN), "ClockMustBePausedToResume",
+                 ILLEGAL_TRANSITION, id="resuming a running clock"),
+    pytest.param(lambda: act("pause", order(OrderStatus.signed, pauses=tuple(
+                     ClockPause(pause_id=f"AP1-W01:P{n}", order_id="AP1-W01", started_at=NOW, ended_at=NOW,
+                                max_working_days=10) for n in (1, 2))), TOWN, reason="第三次"),
+                 "PausesMustNotExceedLimit", ILLEGAL_TRANSITION, id="a third pause"),
     pytest.param(lambda: act("dispatch", order(), LEAD, appeal(**QUEUED), unit_code=TOWN),
                  "DispatchByHandTakesNoOrder", ILLEGAL_TRANSITION, id="dispatching an order by hand"),
     pytest.param(lambda: act("dispatch", None, LEAD, appeal(), unit_code=TOWN), "AppealMustBeQueued",

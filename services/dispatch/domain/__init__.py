@@ -17,7 +17,8 @@ outcome.py        what a decision returns: Accepted (states + events) or Refused
 rules.py          the business rules as named objects, and the refusal reason codes
 checks.py         the checks an action starts with: the order, the acting unit, the target unit
 issuing.py        issuing a new order and the fields of order events
-holding_unit.py   the holding unit's actions: 签收 sign, 退单 return, progress, 延期 extend, reply, escalate
+holding_unit.py   the holding unit's actions: 签收 sign, 退单 return, progress, 延期 extend, reply, escalate,
+                  待补充材料 pause and resume
 lead_unit.py      the lead unit's decisions: extensions, returns, redispatch, dispatch by hand
 rating.py         the enterprise's rating: close, or reopen (重办); closing unrated
 starting.py       starting a registered appeal: answer, queue or dispatch
@@ -27,10 +28,12 @@ actions.py        the one entry point, decide(), over ACTIONS (read from the com
 
 from services.dispatch.domain.actions import ACTIONS, decide
 from services.dispatch.domain.holding_unit import (
+    pause_clock,
     reply_to_appeal,
     report_progress,
     request_escalation,
     request_extension,
+    resume_clock,
     return_order,
     sign_for,
 )
@@ -93,7 +96,7 @@ __all__ = [
     "Outcome", "Refused", "Role", "RoutingDecision", "RoutingInput", "UnitChoice", "WorkOrder", "WorkOrderState",
     "apply_feedback", "close_unrated", "close_with_appeal", "decide", "decide_return", "deny_extension",
     "dispatch_by_hand", "escalation_policy", "grant_extension", "handling_units", "known_answer", "order_id_for",
-    "parse_proposed_units", "redispatch", "reply_to_appeal", "report_progress", "request_escalation",
+    "parse_proposed_units", "pause_clock", "redispatch", "resume_clock", "reply_to_appeal", "report_progress", "request_escalation",
     "request_extension", "resolve_category", "resolve_unit", "return_order", "route", "sign_for", "start_appeal",
     "summarize",
 ]

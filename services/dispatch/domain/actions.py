@@ -4,7 +4,8 @@ Events of each accepted action (a refused one has none and changes nothing):
 
 ===========================================  =================================================
 sign / return / progress / extend            ct.order.signed / returned / progressed /
-/ reply / escalate                           extension_requested / replied / escalation_requested
+/ reply / escalate / pause / resume          extension_requested / replied / escalation_requested
+                                             / paused / resumed
 grant_extension / deny_extension             ct.order.extension_granted / extension_denied
 decide_return, rejected                      ct.order.return_decided
 decide_return, accepted, no unit_code        ct.order.return_decided (+ ct.appeal.queued when
@@ -27,10 +28,12 @@ from datetime import datetime
 
 from services.dispatch.domain import rules
 from services.dispatch.domain.holding_unit import (
+    pause_clock,
     reply_to_appeal,
     report_progress,
     request_escalation,
     request_extension,
+    resume_clock,
     return_order,
     sign_for,
 )
@@ -57,6 +60,8 @@ DECISION_OF: dict[type[inb.Command], Decision] = {
     inb.RequestExtension: request_extension,
     inb.Reply: reply_to_appeal,
     inb.RequestEscalation: request_escalation,
+    inb.PauseClock: pause_clock,
+    inb.ResumeClock: resume_clock,
     inb.GrantExtension: grant_extension,
     inb.DenyExtension: deny_extension,
     inb.DecideReturn: decide_return,

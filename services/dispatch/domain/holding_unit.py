@@ -1,4 +1,5 @@
-"""The holding unit's actions on its order: sign (签收), return (退单), progress, extension (延期), reply, escalate."""
+"""The holding unit's actions on its order: sign (签收), return (退单), progress, extension (延期), reply, escalate,
+pause (待补充材料) and resume."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from services.dispatch.domain.issuing import actor_of, order_event
 from services.dispatch.domain.outcome import Accepted, Outcome, Refused
 from services.dispatch.domain.work_order import ActionPayload, AppealState, OrderStatus, WorkOrder
 from shared.contracts import subjects
+from shared.contracts.events import ClockPause
 from shared.district import District
 
 
@@ -105,7 +107,8 @@ def reply_to_appeal(district: District, order: WorkOrder | None, unit_code: str,
     if order.status != OrderStatus.signed:
         return illegal(order, "reply to")
     new = replace(order, status=OrderStatus.replied, replied_at=now, reply=payload.reply, resolved=payload.resolved,
-                  pending_extension_days=None, pending_extension_reason=None)
+                  pending_extension_days=None, pending_extension_reason=None,
+                  paused_at=None, pause_reason=None, pauses=order.pauses_ended(now))
     event = order_event(district, subjects.ORDER_REPLIED, new, appeal, payload, actor_of(payload, unit_code), now,
                         reply=payload.reply, resolved=payload.resolved, contact_phone=appeal.contact_phone)
     return Accepted(new, appeal, (event,))
@@ -129,4 +132,50 @@ def request_escalation(district: District, order: WorkOrder | None, unit_code: s
     new = replace(order, escalated=True)
     event = order_event(district, subjects.ORDER_ESCALATION_REQUESTED, new, appeal, payload,
                         actor_of(payload, unit_code), now, reason=payload.reason)
+    return Accepted(new, appeal, (event,))
+
+
+def pause_clock(district: District, order: WorkOrder | None, unit_code: str, payload: ActionPayload,
+                appeal: AppealState, now: datetime) -> Outcome:
+    """The holding unit pauses its handling clock while it waits for the enterprise (待补充材料); ``ct.order.paused``.
+
+    Only a signed order, one pause at a time, at most ``pauses.max_per_order`` per
+    order. The pause counts at most ``pauses.max_working_days`` (snapshotted on the
+    pause: a later configuration change does not rewrite it).
+    """
+    if refused := check_holder(district, order, unit_code, appeal):
+        return refused
+    assert order is not None
+    if not payload.reason:
+        return Refused.because(rules.RequiredFieldsMustBeGiven, "reason: required")
+    if order.status != OrderStatus.signed:
+        return illegal(order, "pause the clock of")
+    if order.paused:
+        return Refused.because(rules.ClockIsPausedOnce, f"order {order.order_id} is paused since {order.paused_at}")
+    if order.own_pauses >= district.pauses.max_per_order:
+        return Refused.because(rules.PausesMustNotExceedLimit,
+                               f"order {order.order_id} was paused {order.own_pauses} times; "
+                               f"at most {district.pauses.max_per_order}")
+    pause = ClockPause(pause_id=f"{order.order_id}:P{order.own_pauses + 1}", order_id=order.order_id,
+                       started_at=now, max_working_days=district.pauses.max_working_days, reason=payload.reason)
+    new = replace(order, paused_at=now, pause_reason=payload.reason, pauses=(*order.pauses, pause))
+    event = order_event(district, subjects.ORDER_PAUSED, new, appeal, payload, actor_of(payload, unit_code), now,
+                        pause=pause)
+    return Accepted(new, appeal, (event,))
+
+
+def resume_clock(district: District, order: WorkOrder | None, unit_code: str, payload: ActionPayload,
+                 appeal: AppealState, now: datetime) -> Outcome:
+    """The holding unit resumes its paused handling clock; ``ct.order.resumed`` (escalation moves the deadline)."""
+    if refused := check_holder(district, order, unit_code, appeal):
+        return refused
+    assert order is not None
+    if order.status != OrderStatus.signed:
+        return illegal(order, "resume the clock of")
+    if not order.paused:
+        return Refused.because(rules.ClockMustBePausedToResume, f"order {order.order_id} is not paused")
+    pauses = order.pauses_ended(now)
+    new = replace(order, paused_at=None, pause_reason=None, pauses=pauses)
+    event = order_event(district, subjects.ORDER_RESUMED, new, appeal, payload, actor_of(payload, unit_code), now,
+                        pause=pauses[-1], note=payload.note)
     return Accepted(new, appeal, (event,))

@@ -64,6 +64,7 @@ def issue_order(
         order_id=order_id_for(appeal.appeal_id, number), appeal_id=appeal.appeal_id, unit_code=unit_code,
         role=role, status=OrderStatus.dispatched, reopen_count=reopen_count, dispatched_at=now,
         replaces_order_id=replaces.order_id if replaces else None,
+        pauses=replaces.pauses if replaces and not reopen_count else (),
     )
     units = appeal.unit_codes if unit_code in appeal.unit_codes else (*appeal.unit_codes, unit_code)
     appeal = replace(appeal, orders_issued=number, unit_codes=units)
@@ -73,6 +74,7 @@ def issue_order(
         deadline_days=appeal.deadline_days, sign_hours=appeal.sign_hours, urgent=appeal.urgent,
         reopen_count=reopen_count, policy=escalation_policy(district, appeal), summary=appeal.summary,
         enterprise_name=appeal.enterprise_name, replaces_order_id=order.replaces_order_id,
+        pauses=list(order.pauses),
     )
     return appeal, order, event
 

@@ -64,7 +64,8 @@ def _supersede(
 ) -> tuple[WorkOrder, AppealState, list[EventSpec], tuple[WorkOrder, ...]]:
     """Cancel an order and hand its appeal to ``target`` (a new order, same role) or to the manual queue."""
     cancelled = replace(order, status=OrderStatus.cancelled, closed_at=now,
-                        pending_extension_days=None, pending_extension_reason=None)
+                        pending_extension_days=None, pending_extension_reason=None,
+                        paused_at=None, pause_reason=None, pauses=order.pauses_ended(now))
     if target is None:
         if order.role == Role.lead:
             appeal = replace(appeal, status=AppealStatus.queued)
@@ -76,7 +77,7 @@ def _supersede(
         return cancelled, appeal, [], ()
     appeal, new_order, dispatched = issue_order(
         district, appeal, target.unit_code, order.role, now, actor,
-        [f"{why}; redispatched by {district.lead_unit.name} → {target.name}"], payload, replaces=order,
+        [f"{why}; redispatched by {district.lead_unit.name} → {target.name}"], payload, replaces=cancelled,
     )
     return cancelled, appeal, [dispatched], (new_order,)
 

@@ -75,4 +75,5 @@ def close_unrated(district: District, order: WorkOrder | None, appeal: AppealSta
 def close_with_appeal(order: WorkOrder, now: datetime) -> WorkOrder:
     """An appeal's other order once the appeal closed: closed unless already final (no event of its own)."""
     return order if order.is_final else replace(order, status=OrderStatus.closed, closed_at=now,
-                                                pending_extension_days=None, pending_extension_reason=None)
+                                                pending_extension_days=None, pending_extension_reason=None,
+                                                paused_at=None, pause_reason=None, pauses=order.pauses_ended(now))

@@ -99,6 +99,27 @@ class OrderIsEscalatedOnce(BusinessRule):
     message = "an order may be flagged difficult once"
 
 
+class ClockIsPausedOnce(BusinessRule):
+    """A handling clock is paused (待补充材料) once at a time: resume it before pausing again."""
+
+    reason = ILLEGAL_TRANSITION
+    message = "the clock is already paused"
+
+
+class ClockMustBePausedToResume(BusinessRule):
+    """Only a paused clock is resumed."""
+
+    reason = ILLEGAL_TRANSITION
+    message = "the clock must be paused to resume it"
+
+
+class PausesMustNotExceedLimit(BusinessRule):
+    """A work order's unit pauses its clock at most ``pauses.max_per_order`` times (district configuration)."""
+
+    reason = ILLEGAL_TRANSITION
+    message = "the order has paused its clock as often as the configuration allows"
+
+
 class DispatchByHandTakesNoOrder(BusinessRule):
     """Dispatch by hand (人工派单) takes an appeal from the manual queue; an existing order is redispatched."""
 

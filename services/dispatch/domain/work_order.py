@@ -7,6 +7,12 @@ States (:class:`OrderStatus`)::
         └─return─> returned ─decide_return(reject)─> dispatched
                       └─decide_return(accept) / redispatch─> cancelled (+ a new order, or the manual queue)
 
+``paused`` (待补充材料) is a flag on a signed order too (``paused_at``): the unit waits
+for the enterprise and its handling clock stands still; ``resume``, a reply or the
+order's end (redispatch) ends the pause. ``pauses`` keeps every pause of the
+appeal's handling clock the order knows, its own and those of the orders it
+replaces, so the enterprise's clock keeps them.
+
 ``extension requested`` is a flag on a signed order (``pending_extension_days``),
 cleared by grant_extension, deny_extension or reply; ``escalated`` flags an order
 the unit called difficult (疑难或重大). ``closed``, ``reopened`` and
@@ -27,6 +33,7 @@ from enum import StrEnum
 
 from services.dispatch.domain.routing import FALLBACK_CATEGORY
 from shared.contracts.common import Rating
+from shared.contracts.events import ClockPause
 from shared.contracts.inbound import Command
 
 
@@ -84,6 +91,23 @@ class WorkOrder:
     reply: str | None = None
     resolved: bool | None = None
     replaces_order_id: str | None = None
+    paused_at: datetime | None = None
+    pause_reason: str | None = None
+    pauses: tuple[ClockPause, ...] = ()
+
+    @property
+    def paused(self) -> bool:
+        """The unit paused the handling clock (待补充材料) and has not resumed it."""
+        return self.paused_at is not None
+
+    @property
+    def own_pauses(self) -> int:
+        """How many pauses this order's unit made (the inherited ones not counted)."""
+        return sum(1 for p in self.pauses if p.order_id == self.order_id)
+
+    def pauses_ended(self, now: datetime) -> tuple[ClockPause, ...]:
+        """The pauses with an open one ended at ``now`` (a reply, a redispatch, a resume)."""
+        return tuple(p.model_copy(update={"ended_at": now}) if p.ended_at is None else p for p in self.pauses)
 
     @property
     def extension_requested(self) -> bool:
