@@ -1,8 +1,8 @@
 """Escalation's HTTP API: the monthly evaluation (``GET /report``) and the working-day calendar (``/calendar``).
 
 JSON answers with :class:`~services.escalation.evaluation.RankingReport`; the
-CSV and table formats are the same figures as text (their media types are
-declared on the route). A bad month or format is a 422 problem (problem+json,
+table, CSV, xlsx, PDF and PNG formats are the same figures as files people
+take away (their media types are declared on the route; headers in ``lang``). A bad month or format is a 422 problem (problem+json,
 one error per field).
 
 ``/calendar``: what the calendar knows of a year (``GET /calendar/years``,
@@ -15,6 +15,7 @@ error per bad entry and stores nothing.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, Security
@@ -48,17 +49,21 @@ def register(service: Service, ctx: Context) -> None:
         "/report",
         summary="The month's evaluation and ranking of the units (考评排名)",
         description="Counts, rates and the weighted score per unit; the formula and weights come with it. "
-                    "`format`: json (default), csv or table. Every unit with anything to count in the month "
-                    "is in the one document (a ranking is not paged).",
+                    "`format`: json (default), table, csv (for Excel: UTF-8 with BOM, one header row, CRLF), "
+                    "xlsx, or pdf / png (the chart and the key figures). `lang`: the headers of csv, xlsx, "
+                    "pdf and png, zh (default) or en. Every unit with anything to count in the month is in "
+                    "the one document (a ranking is not paged).",
         response_model=evaluation.RankingReport,
-        responses={200: {"content": {"text/csv": {"schema": {"type": "string"}},
-                                     "text/plain": {"schema": {"type": "string"}}},
-                         "description": "The ranking: JSON (RankingReport), CSV or a text table."},
+        responses={200: {"content": {media: {"schema": {"type": "string", **(
+                             {} if media.startswith("text/") else {"format": "binary"})}}
+                                     for fmt, media in evaluation.MEDIA_TYPES.items() if fmt != "json"},
+                         "description": "The ranking: JSON (RankingReport), a text table, CSV, xlsx, PDF or PNG."},
                    **problems(422)},
     )
     async def report(
         month: str | None = Query(None, pattern=MONTH.pattern, description="YYYY-MM; default: this month (Asia/Shanghai)."),
-        format: evaluation.Format = Query("json", description="json, csv or table."),  # noqa: A002 - the public parameter name
+        format: evaluation.Format = Query("json", description="json, table, csv, xlsx, pdf or png."),  # noqa: A002 - the public parameter name
+        lang: evaluation.Lang = Query("zh", description="Column headers of csv, xlsx, pdf, png: zh or en."),
         min_orders: int | None = Query(None, ge=0, description="Rank only units with at least this many orders (default: configured)."),
     ) -> evaluation.RankingReport | Response:
         month = month or evaluation.current_month()
@@ -66,11 +71,14 @@ def register(service: Service, ctx: Context) -> None:
             ranking = await evaluation.month_ranking(EvaluationRepository(conn), month, ctx, min_orders=min_orders)
         if format == "json":
             return evaluation.ranking_document(ranking, month, ctx)
-        body = evaluation.render(ranking, month, ctx, format)
-        if format == "csv":
-            return Response(body, media_type="text/csv; charset=utf-8",
-                            headers={"Content-Disposition": f'attachment; filename="units-{month}.csv"'})
-        return PlainTextResponse(body)
+        if format == "table":
+            return PlainTextResponse(evaluation.render(ranking, month, ctx, format))
+        # xlsx and the chart take a CPU for a moment (matplotlib: ~0.2 s a page): off the event loop
+        body = await asyncio.to_thread(evaluation.export, ranking, month, ctx, format, lang)
+        filename = evaluation.export_filename(month, format)
+        disposition = "inline" if format in ("pdf", "png") else "attachment"
+        return Response(body, media_type=evaluation.MEDIA_TYPES[format],
+                        headers={"Content-Disposition": f'{disposition}; filename="{filename}"'})
 
     service.http.include_router(router)
     register_calendar(service, ctx)

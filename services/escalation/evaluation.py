@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import asyncpg
 from pydantic import BaseModel, Field
@@ -35,13 +35,22 @@ from shared.service import Service
 log = logging.getLogger("coffeetime.escalation.evaluation")
 
 __all__ = [
-    "COLUMNS", "FORMATS", "MONTH", "Format", "RankingReport", "UnitRow", "current_month", "gauge_refresher",
-    "month_bounds", "month_evaluations", "month_ranking", "monthly_list_publisher", "previous_month",
-    "publish_monthly_list", "ranking_document", "refresh_gauges", "render",
+    "COLUMNS", "COLUMN_TABLE", "FORMATS", "LANGS", "MEDIA_TYPES", "MONTH", "Column", "Format", "Lang",
+    "RankingReport", "UnitRow", "current_month", "export", "export_filename", "gauge_refresher", "month_bounds",
+    "month_evaluations", "month_ranking", "monthly_list_publisher", "previous_month", "publish_monthly_list",
+    "ranking_document", "refresh_gauges", "render", "table_rows",
 ]
 
-Format = Literal["table", "json", "csv"]
-FORMATS: tuple[Format, ...] = ("table", "json", "csv")
+Format = Literal["table", "json", "csv", "xlsx", "pdf", "png"]
+FORMATS: tuple[Format, ...] = ("table", "json", "csv", "xlsx", "pdf", "png")
+TEXT_FORMATS: tuple[Format, ...] = ("table", "json", "csv")
+Lang = Literal["zh", "en"]
+LANGS: tuple[Lang, ...] = ("zh", "en")
+MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json", "table": "text/plain; charset=utf-8", "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf", "png": "image/png",
+}
 
 
 class UnitRow(BaseModel):
@@ -90,9 +99,53 @@ class RankingReport(BaseModel):
     units: list[UnitRow] = Field(description="Ranked units by rank, then the unranked ones by unit code.")
 
 
-#: The columns of the CSV export, in the order of :class:`UnitRow` (follow-up and survey columns last, so
-#: a reader of the earlier columns by position is not moved).
-COLUMNS: tuple[str, ...] = tuple(UnitRow.model_fields)
+class Column(NamedTuple):
+    """One column of the exports: the :class:`UnitRow` field, its Chinese and English headers, how it is shown."""
+
+    key: str
+    zh: str
+    en: str
+    kind: Literal["rank", "text", "score", "count", "rate"]
+
+    def header(self, lang: Lang) -> str:
+        return self.zh if lang == "zh" else self.en
+
+
+#: The one definition of the exported columns (CSV, xlsx, the PDF/PNG table), in the order of
+#: :class:`UnitRow` (follow-up and survey columns last, so a reader of the earlier columns by position
+#: is not moved). Chinese headers by default, English ones with ``lang=en``.
+COLUMN_TABLE: tuple[Column, ...] = (
+    Column("rank", "排名", "Rank", "rank"),
+    Column("unit_code", "单位代码", "Unit code", "text"),
+    Column("unit", "单位", "Unit", "text"),
+    Column("score", "得分", "Score", "score"),
+    Column("received", "受理数", "Received", "count"),
+    Column("signed_on_time", "按时签收数", "Signed on time", "count"),
+    Column("due", "应办结数", "Due", "count"),
+    Column("closed", "办结数", "Closed", "count"),
+    Column("closed_on_time", "按时办结数", "Closed on time", "count"),
+    Column("rated", "评价数", "Rated", "count"),
+    Column("satisfied_or_basically", "满意及基本满意数", "Satisfied or basically", "count"),
+    Column("returned", "退单数", "Returned", "count"),
+    Column("reopened", "重办数", "Reopened", "count"),
+    Column("overdue", "超期数", "Overdue", "count"),
+    Column("noticed", "通报数", "Public notices", "count"),
+    Column("closure_rate", "办结率", "Closure rate", "rate"),
+    Column("satisfaction_rate", "满意率", "Satisfaction rate", "rate"),
+    Column("on_time_rate", "按时办结率", "On-time closure rate", "rate"),
+    Column("sign_on_time_rate", "按时签收率", "On-time signing rate", "rate"),
+    Column("return_rate", "回退率", "Return rate", "rate"),
+    Column("reopen_rate", "重办率", "Reopen rate", "rate"),
+    Column("note", "备注", "Note", "text"),
+    Column("follow_up_rated", "回访评价数", "Follow-up calls rated", "count"),
+    Column("follow_up_satisfied", "回访满意数", "Follow-up satisfied", "count"),
+    Column("follow_up_contradicted", "回访与自评不符数", "Follow-up contradicting", "count"),
+    Column("follow_up_satisfaction_rate", "回访满意率", "Follow-up satisfaction rate", "rate"),
+    Column("survey_rated", "第三方测评数", "Survey ratings", "count"),
+    Column("survey_satisfied", "第三方测评满意数", "Survey satisfied", "count"),
+    Column("survey_satisfaction_rate", "第三方测评满意率", "Survey satisfaction rate", "rate"),
+)
+COLUMNS: tuple[str, ...] = tuple(c.key for c in COLUMN_TABLE)
 
 
 class MonthCounts(Protocol):
@@ -132,22 +185,67 @@ def _row(row: domain.RankedUnit, ctx: Context) -> UnitRow:
     return UnitRow.model_validate({c: e[c] for c in COLUMNS})
 
 
-def render(ranking: domain.Ranking, month: str, ctx: Context, fmt: Format) -> str:
-    """The ranking as a text table, JSON or CSV; each carries the formula and the weights."""
+def note_of(row: domain.RankedUnit, min_orders: int, lang: Lang) -> str:
+    """Why a unit is not ranked, in ``lang`` (the domain's note is English)."""
+    if not row.note:
+        return ""
+    if lang == "en":
+        return row.note
+    if row.evaluation.received < min_orders:
+        return f"受理少于{min_orders}件，列出不排名"
+    return "无可计算的比率，不排名"
+
+
+def table_rows(ranking: domain.Ranking, ctx: Context, lang: Lang = "zh") -> list[list[str | int | float | None]]:
+    """One list per unit in the order of :data:`COLUMN_TABLE`: the exports' rows (the note in ``lang``)."""
+    rows = []
+    for ranked in ranking.rows:
+        values = _row(ranked, ctx).model_dump()
+        values["note"] = note_of(ranked, ranking.min_orders, lang)
+        rows.append([values[c.key] for c in COLUMN_TABLE])
+    return rows
+
+
+def _csv(ranking: domain.Ranking, ctx: Context, lang: Lang) -> str:
+    """What Excel on a Chinese desktop opens as it is: a BOM, one plain header row, CRLF, no comment lines."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([c.header(lang) for c in COLUMN_TABLE])
+    for values in table_rows(ranking, ctx, lang):
+        writer.writerow(["" if v is None else round(v, 4) if isinstance(v, float) else v for v in values])
+    return out.getvalue()
+
+
+def render(ranking: domain.Ranking, month: str, ctx: Context, fmt: Format, lang: Lang = "zh") -> str:
+    """The ranking as a text table, JSON or CSV. JSON and the table carry the formula and the weights; the
+    CSV is the plain table (headers in ``lang``), for Excel."""
     if fmt == "json":
         return ranking_document(ranking, month, ctx).model_dump_json(indent=2)
     if fmt == "csv":
-        out = io.StringIO()
-        out.write(f"# unit evaluation {month}, {ctx.district.name}\n# {ranking.formula}\n"
-                  f"# units with fewer than {ranking.min_orders} orders received are listed but not ranked\n")
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in ranking.rows:
-            writer.writerow(_row(row, ctx).model_dump())
-        return out.getvalue()
+        return _csv(ranking, ctx, lang)
     if fmt == "table":
         return f"unit evaluation {month}, {ctx.district.name}\n{ranking.render()}\n"
-    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    raise ValueError(f"format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}")
+
+
+def export(ranking: domain.Ranking, month: str, ctx: Context, fmt: Format, lang: Lang = "zh") -> bytes:
+    """The ranking as a file of ``fmt`` (:data:`FORMATS`): the text formats in UTF-8, xlsx, or a PDF/PNG with
+    the chart (:mod:`services.escalation.exports`, which imports openpyxl and matplotlib only when asked)."""
+    if fmt in TEXT_FORMATS:
+        return render(ranking, month, ctx, fmt, lang).encode("utf-8")
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    from services.escalation import exports
+
+    if fmt == "xlsx":
+        return exports.xlsx(ranking, month, ctx, lang)
+    return exports.chart(ranking, month, ctx, fmt, lang)
+
+
+def export_filename(month: str, fmt: Format) -> str:
+    """The file name an export is offered as (``units-2026-11.xlsx``)."""
+    return f"units-{month}.{'txt' if fmt == 'table' else fmt}"
 
 
 # --- gauges ---------------------------------------------------------------------------

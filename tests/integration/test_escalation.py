@@ -644,14 +644,18 @@ async def test_the_monthly_report_counts_rates_and_ranks_the_units(escalation, s
         response = await client.get("/report", params={"month": "2026-11", "format": "json"})
         assert response.status_code == 200
         document = response.json()
-        csv_text = (await client.get("/report", params={"month": "2026-11", "format": "csv"})).text
+        csv_answer = await client.get("/report", params={"month": "2026-11", "format": "csv"})
+        csv_text = csv_answer.content.decode("utf-8")
+        xlsx = await client.get("/report", params={"month": "2026-11", "format": "xlsx", "lang": "en"})
+        png = await client.get("/report", params={"month": "2026-11", "format": "png"})
         table = (await client.get("/report", params={"month": "2026-11", "format": "table"})).text
         bad_month = await client.get("/report", params={"month": "2026-13"})
         assert bad_month.status_code == 422
         assert bad_month.headers["content-type"].startswith("application/problem+json")
         assert [e["field"] for e in bad_month.json()["errors"]] == ["month"]
-        bad_format = await client.get("/report", params={"month": "2026-11", "format": "xlsx"})
-        assert bad_format.status_code == 422 and [e["field"] for e in bad_format.json()["errors"]] == ["format"]
+        bad_format = await client.get("/report", params={"month": "2026-11", "format": "xml", "lang": "fr"})
+        assert bad_format.status_code == 422
+        assert sorted(e["field"] for e in bad_format.json()["errors"]) == ["format", "lang"]
     units = {u["unit_code"]: u for u in document["units"]}
     a, b = units[unit_a], units[unit_b]
     assert {k: a[k] for k in ("received", "signed_on_time", "due", "closed", "closed_on_time", "rated",
@@ -670,7 +674,12 @@ async def test_the_monthly_report_counts_rates_and_ranks_the_units(escalation, s
     assert a["rank"] is None and "fewer than 5" in a["note"]
     assert "score = 100" in document["formula"] and document["weights"]["closure"] == 0.35
     assert document["min_orders"] == 5
-    assert unit_a in csv_text and csv_text.startswith("# unit evaluation 2026-11") and "score = 100" in csv_text
+    # the CSV for Excel: BOM, one plain header row (Chinese), CRLF; the formula stays in JSON, the table, the xlsx
+    assert csv_answer.headers["content-type"] == "text/csv; charset=utf-8"
+    assert csv_text.startswith("\ufeff排名,单位代码,单位,得分,") and "#" not in csv_text and unit_a in csv_text
+    assert xlsx.headers["content-type"] == evaluation.MEDIA_TYPES["xlsx"] and xlsx.content[:2] == b"PK"
+    assert 'filename="units-2026-11.xlsx"' in xlsx.headers["content-disposition"]
+    assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
     assert unit_b in table and "score = 100" in table
 
     # the same from the command line (coffeetime report --month 2026-11 --format json)
