@@ -19,6 +19,7 @@ from services.escalation.domain import (
     OrderPlan,
     StepState,
 )
+from shared.contracts.events import ClockPause
 
 
 class Closure(NamedTuple):
@@ -84,8 +85,10 @@ _FACT_COLUMNS = (
     "order_id", "appeal_id", "unit_code", "unit", "role", "category", "urgent", "summary", "source_ref",
     "correlation_id", "received_at", "dispatched_at", "deadline_days", "sign_hours", "policy", "reopen_count",
     "extension_days", "signed_at", "returned_at", "return_accepted_at", "replied_at", "reopened_at", "difficult_at",
+    "replaces_order_id", "pauses",
 )
-_PLAN_COLUMNS = ("sign_due", "handling_due", "sign_due_published", "handling_due_published")
+_PLAN_COLUMNS = ("sign_due", "handling_due", "sign_due_published", "handling_due_published", "unit_due",
+                 "unit_due_published")
 _ALL_COLUMNS = _FACT_COLUMNS + _PLAN_COLUMNS
 
 _UPSERT_ORDER = (
@@ -98,7 +101,9 @@ _UPSERT_ORDER = (
 
 
 def _facts(row: asyncpg.Record) -> OrderFacts:
-    return OrderFacts(**{c: row[c] for c in _FACT_COLUMNS})
+    values = {c: row[c] for c in _FACT_COLUMNS}
+    values["pauses"] = tuple(ClockPause.model_validate(p) for p in values["pauses"] or ())
+    return OrderFacts(**values)
 
 
 async def load_orders(conn: asyncpg.Connection, order_ids: Iterable[str]
@@ -107,7 +112,8 @@ async def load_orders(conn: asyncpg.Connection, order_ids: Iterable[str]
     rows = await conn.fetch(f"SELECT {', '.join(_ALL_COLUMNS)} FROM orders WHERE order_id = ANY($1::text[])",
                             list(set(order_ids)))
     return {
-        r["order_id"]: (_facts(r), {"sign_for": r["sign_due_published"], "handling": r["handling_due_published"]})
+        r["order_id"]: (_facts(r), {"sign_for": r["sign_due_published"], "handling": r["handling_due_published"],
+                                    "unit": r["unit_due_published"]})
         for r in rows
     }
 
@@ -123,8 +129,10 @@ async def save_orders(conn: asyncpg.Connection,
     """Write each order's merged facts, its deadlines and the deadlines published (sorted: a stable lock order)."""
     rows = []
     for facts, plan, published in sorted(orders, key=lambda o: o[0].order_id):
-        values = [getattr(facts, c) for c in _FACT_COLUMNS]
-        values += [plan.sign_due, plan.handling_due, published.get("sign_for"), published.get("handling")]
+        values = [getattr(facts, c) for c in _FACT_COLUMNS if c != "pauses"]
+        values.append([p.model_dump(mode="json") for p in facts.pauses])
+        values += [plan.sign_due, plan.handling_due, published.get("sign_for"), published.get("handling"),
+                   plan.unit_due, published.get("unit")]
         rows.append(values)
     if rows:
         await conn.executemany(_UPSERT_ORDER, rows)
@@ -315,10 +323,12 @@ FROM orders o
 WHERE o.dispatched_at IS NOT NULL
 """
 
+# A unit is on time, or late, by its own clock: a re-dispatched order's from its sign-for (unit_due), any
+# other order's handling clock (the appeal's). Which orders are due in the month follows the appeal's clock.
 UNIT_MONTH_STATS = f"""
-WITH o AS ({_ORDERS_WITH_CLOSURE}
+WITH o AS (SELECT *, coalesce(unit_due, handling_due) AS own_due FROM ({_ORDERS_WITH_CLOSURE}
     AND o.dispatched_at < $2
-    AND (o.dispatched_at >= $1 OR o.handling_due >= $1 OR o.replied_at >= $1 OR o.returned_at >= $1)),
+    AND (o.dispatched_at >= $1 OR o.handling_due >= $1 OR o.replied_at >= $1 OR o.returned_at >= $1)) AS w),
 received AS (
     SELECT unit_code, count(*) AS received,
            count(*) FILTER (WHERE signed_at <= sign_due) AS signed_on_time
@@ -328,9 +338,9 @@ due AS (
     SELECT unit_code, count(*) AS due,
            count(*) FILTER (WHERE closed_at IS NOT NULL) AS closed,
            count(*) FILTER (WHERE closed_at IS NOT NULL
-                            AND coalesce(replied_at, closed_at) <= handling_due) AS closed_on_time,
-           count(*) FILTER (WHERE coalesce(replied_at, closed_at, merged_at) > handling_due
-                            OR (coalesce(replied_at, closed_at, merged_at) IS NULL AND handling_due < $3)) AS overdue
+                            AND coalesce(replied_at, closed_at) <= own_due) AS closed_on_time,
+           count(*) FILTER (WHERE coalesce(replied_at, closed_at, merged_at) > own_due
+                            OR (coalesce(replied_at, closed_at, merged_at) IS NULL AND own_due < $3)) AS overdue
     FROM o WHERE return_accepted_at IS NULL AND handling_due >= $1 AND handling_due < $2 GROUP BY unit_code
 ),
 replied AS (

@@ -45,9 +45,11 @@ CLOCK_SUBJECTS: tuple[str, ...] = (
     subjects.ORDER_DISPATCHED, subjects.ORDER_SIGNED, subjects.ORDER_RETURNED, subjects.ORDER_RETURN_DECIDED,
     subjects.ORDER_EXTENSION_GRANTED, subjects.ORDER_REPLIED, subjects.ORDER_ESCALATION_REQUESTED,
     subjects.APPEAL_CLOSED, subjects.APPEAL_MERGED, subjects.APPEAL_REOPENED,
+    subjects.ORDER_PAUSED, subjects.ORDER_RESUMED,
 )
 ClockEvent = (ev.OrderDispatched | ev.OrderSigned | ev.OrderReturned | ev.ReturnDecided | ev.ExtensionGranted
-              | ev.OrderReplied | ev.EscalationRequested | ev.AppealClosed | ev.AppealMerged | ev.AppealReopened)
+              | ev.OrderReplied | ev.EscalationRequested | ev.AppealClosed | ev.AppealMerged | ev.AppealReopened
+              | ev.OrderPaused | ev.OrderResumed)
 
 #: The publications of escalation (declared by ``handlers.register``).
 PUBLISHES: tuple[str, ...] = (subjects.DEADLINE_SET, subjects.DEADLINE_WARNING, subjects.APPEAL_ESCALATED,
@@ -170,7 +172,8 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
         moves.extend(moved)
         published = dict(published)
         for clock_name, due in domain.deadlines_to_publish(plan, published):
-            uow.publish(subjects.DEADLINE_SET, domain.deadline_set_event(facts, clock_name, due, now))
+            cause = domain.deadline_cause(known, update, clock_name, published)
+            uow.publish(subjects.DEADLINE_SET, domain.deadline_set_event(facts, clock_name, due, now, plan, cause))
             published[clock_name] = due
         saves.append((facts, plan, published))
         additions.extend((facts, step) for step in change.add)
@@ -239,7 +242,7 @@ async def fire_due_steps(uow: EscalationWork, ctx: Context, now: datetime, limit
         else:
             targets = domain.targets_for_order(step.level, facts.unit_code, ctx.district, facts.category, step.clock)
             subject, event = domain.step_event(facts, step.level, step.clock, step.due_at, step.step_key, targets,
-                                               now, requested_reason=step.requested_reason)
+                                               now, requested_reason=step.requested_reason, fire_at=step.fire_at)
             uow.publish(subject, event)
         fired.append((step.firing_id, event.event_id))
     await uow.clocks.mark_fired(fired, now, replica)
@@ -258,6 +261,7 @@ async def _appeal_step_events(
     """
     firing: dict[domain.AppealStep, dict[str, datetime]] = {}
     firing_facts: dict[domain.AppealStep, dict[str, domain.OrderFacts]] = {}
+    fire_at: dict[domain.AppealStep, datetime] = {}
     for step in ordered:
         facts = facts_of[step.firing_id]
         appeal_step = domain.appeal_step_of(facts, step.level)
@@ -266,6 +270,7 @@ async def _appeal_step_events(
         assert step.due_at is not None, "a ladder step has its deadline"
         firing.setdefault(appeal_step, {})[step.order_id] = step.due_at
         firing_facts.setdefault(appeal_step, {})[step.order_id] = facts
+        fire_at[appeal_step] = min(fire_at.get(appeal_step, step.fire_at), step.fire_at)
     if not firing:
         return {}, set()
     appeal_ids = {s.appeal_id for s in firing}
@@ -284,7 +289,7 @@ async def _appeal_step_events(
         late = domain.late_orders(now, firing[appeal_step], orders.values())
         facts = next(iter(firing_facts[appeal_step].values()))
         targets = domain.targets_for_order(appeal_step.level, late[0].unit_code, ctx.district, facts.category)
-        event = domain.appeal_step_event(appeal_step, facts, late, targets, now)
+        event = domain.appeal_step_event(appeal_step, facts, late, targets, now, fire_at[appeal_step])
         events[appeal_step] = event
         records.append((appeal_step, event.event_id,
                         json.dumps([o.model_dump(mode="json") for o in late], ensure_ascii=False)))

@@ -9,6 +9,7 @@ One file a concept:
   :func:`firings_due`, :func:`reason_for`.
 * :mod:`.recipients` — who hears each step: :func:`targets_for`, :func:`targets_for_order`.
 * :mod:`.clock_changes` — which events stop or re-plan which clocks: :func:`clock_change`.
+* :mod:`.pauses` — paused clocks (待补充材料): :func:`counted_pauses`, :func:`shift`, :func:`merge_pauses`.
 * :mod:`.order_clock` — one order's facts (:class:`OrderFacts`, :func:`merge_facts`,
   :func:`order_facts_from_event`), its deadlines (:func:`sign_for_due_at`,
   :func:`handling_due_at`), its plan (:func:`plan_order`) and :func:`reconcile`.
@@ -57,12 +58,14 @@ from services.escalation.domain.ladder import (
     reason_for,
 )
 from services.escalation.domain.order_clock import (
+    DEADLINE_CLOCKS,
     ClosureKind,
     OrderFacts,
     OrderPlan,
     Reconciliation,
     StepState,
     appeal_stops,
+    deadline_cause,
     deadlines_to_publish,
     handling_due_at,
     merge_facts,
@@ -70,7 +73,9 @@ from services.escalation.domain.order_clock import (
     plan_order,
     reconcile,
     sign_for_due_at,
+    unit_due_at,
 )
+from services.escalation.domain.pauses import CountedPause, counted_pauses, merge_pauses, shift
 from services.escalation.domain.policy import (
     URGENT_POLICY,
     CategoryPolicy,
@@ -103,4 +108,5 @@ __all__ = [
     "sign_for_due_at", "stable_event_id", "step_event", "step_reason", "targets_for", "targets_for_order",
     "DeadlineMove", "ScheduleInvalid", "ScheduleProblem", "YearSchedule", "deadline_moved_event", "document_of",
     "loadable_problems", "move_of", "parse_year", "pending_moves",
+    "DEADLINE_CLOCKS", "CountedPause", "counted_pauses", "deadline_cause", "merge_pauses", "shift", "unit_due_at",
 ]

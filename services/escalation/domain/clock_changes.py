@@ -41,6 +41,9 @@ _CLOCK_CHANGES: dict[str, ClockChange] = {
     "order.replied": ClockChange(stops=_BOTH),
     # a granted extension moves the handling deadline
     "order.extension_granted": ClockChange(replans=frozenset({"handling"})),
+    # the unit pauses its handling clock (待补充材料) or resumes it: the deadline and the steps move
+    "order.paused": ClockChange(replans=frozenset({"handling"})),
+    "order.resumed": ClockChange(replans=frozenset({"handling"})),
     # the unit flags the appeal difficult: the district leader hears at once, clocks run on
     "order.escalation_requested": ClockChange(escalate_now="difficult"),
     # the appeal is finished, or follows a master appeal from now on

@@ -13,9 +13,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from services.escalation.domain.ladder import WARNING_LEVELS, Clock, Firing, TargetLevel, overdue_seconds, reason_for
-from services.escalation.domain.order_clock import OrderFacts
+from services.escalation.domain.order_clock import OrderFacts, OrderPlan
 from shared.contracts.common import SHANGHAI
-from shared.contracts.events import AppealEscalated, DeadlineSet, DeadlineWarning, LateOrder, Person
+from shared.contracts.events import (
+    AppealEscalated,
+    DeadlineCause,
+    DeadlineClock,
+    DeadlineSet,
+    DeadlineWarning,
+    LateOrder,
+    Person,
+)
 from shared.contracts.subjects import APPEAL_ESCALATED, DEADLINE_WARNING
 
 if TYPE_CHECKING:
@@ -30,6 +38,13 @@ def stable_event_id(*parts: str) -> str:
     ``esc-`` and a UUID 5 of the parts (e.g. order id and step key).
     """
     return "esc-" + uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join(parts)).hex
+
+
+def lateness(fire_at: datetime | None, now: datetime) -> dict[str, Any]:
+    """``fire_at`` and ``late_seconds`` of a fired step: how long after its time it fired (0 when on time)."""
+    if fire_at is None:
+        return {}
+    return {"fire_at": fire_at.astimezone(SHANGHAI), "late_seconds": max(0, int((now - fire_at).total_seconds()))}
 
 
 def step_reason(level: str, clock: Clock, due_at: datetime | None, requested_reason: str | None = None) -> str:
@@ -49,10 +64,25 @@ def _base(facts: OrderFacts, now: datetime, event_id: str) -> dict[str, Any]:
     }
 
 
-def deadline_set_event(facts: OrderFacts, clock: Clock, due_at: datetime, now: datetime) -> DeadlineSet:
-    """``ct.deadline.set`` for a clock started or moved; ``due_at`` in +08:00."""
-    event_id = stable_event_id(facts.order_id, "deadline", clock, due_at.isoformat())
-    return DeadlineSet(**_base(facts, now, event_id), clock=clock, due_at=due_at.astimezone(SHANGHAI))
+def deadline_set_event(facts: OrderFacts, clock: DeadlineClock, due_at: datetime, now: datetime,
+                       plan: OrderPlan | None = None, cause: DeadlineCause | None = None) -> DeadlineSet:
+    """``ct.deadline.set`` for a clock started or moved; ``due_at`` in +08:00.
+
+    Its id is stable for (order, clock, deadline) and, once the clock was
+    paused, for its pauses too: a deadline back where it was before a pause is
+    a new fact, not a repeat.
+    """
+    parts = [facts.order_id, "deadline", clock, due_at.isoformat()]
+    if facts.pauses:
+        parts.append("pauses:" + ",".join(f"{p.pause_id}={'open' if p.ended_at is None else p.ended_at.isoformat()}"
+                                          for p in facts.pauses))
+    paused = plan.paused if plan is not None and clock != "sign_for" else None
+    return DeadlineSet(
+        **_base(facts, now, stable_event_id(*parts)), clock=clock, due_at=due_at.astimezone(SHANGHAI), cause=cause,
+        paused_since=paused.start.astimezone(SHANGHAI) if paused else None,
+        resumes_by=paused.end.astimezone(SHANGHAI) if paused else None,
+        paused_working_seconds=plan.paused_seconds if plan is not None and clock == "handling" else 0,
+    )
 
 
 def step_event(
@@ -64,13 +94,15 @@ def step_event(
     targets: list[dict[str, str | None]],
     now: datetime,
     requested_reason: str | None = None,
+    fire_at: datetime | None = None,
 ) -> tuple[str, DeadlineWarning | AppealEscalated]:
     """The (subject, event) a fired step publishes: a warning, or an escalation of the appeal.
 
     Its id is stable for (order, step), so the same step never makes two events.
+    ``fire_at``: when the step was due; the event says how late it fired (after an outage).
     """
     event_id = stable_event_id(facts.order_id, "step", step_key)
-    base = _base(facts, now, event_id)
+    base = _base(facts, now, event_id) | lateness(fire_at, now)
     due = due_at.astimezone(SHANGHAI) if due_at is not None else None
     reason = step_reason(level, clock, due_at, requested_reason)
     people = [Person.model_validate(t) for t in targets]
@@ -103,6 +135,7 @@ def appeal_step_event(
     late: list[LateOrder],
     targets: list[dict[str, str | None]],
     now: datetime,
+    fire_at: datetime | None = None,
 ) -> AppealEscalated:
     """The one ``ct.appeal.escalated`` of an appeal step, naming ``late`` (from :func:`late_orders`).
 
@@ -114,7 +147,8 @@ def appeal_step_event(
         raise ValueError(f"{step}: an appeal step names at least the order whose step fires")
     level: TargetLevel = step.level  # type: ignore[assignment]
     first = late[0]
-    base = _base(facts, now, step.event_id) | {"order_id": first.order_id, "unit_code": first.unit_code}
+    base = (_base(facts, now, step.event_id) | {"order_id": first.order_id, "unit_code": first.unit_code}
+            | lateness(fire_at, now))
     return AppealEscalated(
         **base, unit=first.unit, level=level, reason=appeal_step_reason(step.level, late), clock="handling",
         due_at=first.due_at, overdue_seconds=first.overdue_seconds,

@@ -6,7 +6,9 @@ Its events may arrive in any order and more than once, so what they tell
 (:func:`plan_order`), and the stored firings are brought in line with it
 (:func:`reconcile`). A clock stopped at time S keeps the steps due before S
 (they applied) and drops the rest. The deadlines: sign-for
-(:func:`sign_for_due_at`) and handling (:func:`handling_due_at`).
+(:func:`sign_for_due_at`) and handling (:func:`handling_due_at`), both moved by the
+pauses (待补充材料, :mod:`.pauses`), and a re-dispatched order's own clock (``unit``,
+from its sign-for: :func:`unit_due_at`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,18 @@ from datetime import datetime
 from typing import Any, Literal
 
 from services.escalation.domain.clock_changes import clock_change
-from services.escalation.domain.ladder import CLOCKS, DIFFICULT_KEY, LADDER, Clock, Firing, plan_firings
+from services.escalation.domain.ladder import DIFFICULT_KEY, LADDER, Clock, Firing, plan_firings
+from services.escalation.domain.pauses import (
+    CountedPause,
+    counted_pauses,
+    due_as_of,
+    merge_pauses,
+    open_pause,
+    paused_seconds,
+    shift,
+)
 from services.escalation.domain.policy import EscalationPolicy, PolicyTable, resolve_policy
+from shared.contracts.events import ClockPause, DeadlineCause, DeadlineClock
 from shared.district import District
 from shared.workcalendar import WorkCalendar
 
@@ -38,6 +50,15 @@ def handling_due_at(received_at: datetime, deadline_days: int, cal: WorkCalendar
 def sign_for_due_at(dispatched_at: datetime, sign_hours: float, cal: WorkCalendar) -> datetime:
     """The sign-for deadline: ``sign_hours`` working hours after dispatch."""
     return cal.add_working_hours(dispatched_at, sign_hours)
+
+
+def unit_due_at(signed_at: datetime, deadline_days: int, cal: WorkCalendar, extension_days: int = 0) -> datetime:
+    """A re-dispatched order's own deadline (the unit's clock): the working days counted from its sign-for."""
+    return cal.add_working_days(signed_at, deadline_days + extension_days)
+
+
+#: The clocks a deadline is published for (``ct.deadline.set``): the two of the ladder and the unit's own.
+DEADLINE_CLOCKS: tuple[DeadlineClock, ...] = ("sign_for", "handling", "unit")
 
 
 # --- one order's clocks, whatever order its events arrived in -------------------------
@@ -105,6 +126,13 @@ class OrderFacts:
     difficult_at: datetime | None = None
     closed_at: datetime | None = None
     merged_at: datetime | None = None
+    replaces_order_id: str | None = None
+    pauses: tuple[ClockPause, ...] = ()
+
+    @property
+    def has_unit_clock(self) -> bool:
+        """A re-dispatched order (not a reopening): its unit's own clock starts at its sign-for."""
+        return self.replaces_order_id is not None and self.reopen_count == 0
 
     @property
     def dispatched(self) -> bool:
@@ -148,6 +176,8 @@ def merge_facts(a: OrderFacts, b: OrderFacts) -> OrderFacts:
             merged[f.name] = max(x, y)
         elif f.name == "urgent":
             merged[f.name] = x or y
+        elif f.name == "pauses":
+            merged[f.name] = merge_pauses(x, y)
         else:
             merged[f.name] = x if x not in (None, "") else y
     return OrderFacts(**merged)
@@ -178,7 +208,10 @@ def order_facts_from_event(
             source_ref=event.source_ref, correlation_id=event.correlation_id, received_at=event.received_at,
             dispatched_at=at, deadline_days=event.deadline_days, sign_hours=event.sign_hours,
             policy=policy.to_dict(), reopen_count=event.reopen_count,
+            replaces_order_id=event.replaces_order_id, pauses=tuple(event.pauses),
         )
+    if name in ("order.paused", "order.resumed"):
+        return OrderFacts(**common, pauses=(event.pause,))
     if name == "order.signed":
         return OrderFacts(**common, signed_at=at)
     if name == "order.returned":
@@ -231,10 +264,28 @@ class OrderPlan:
     handling_due: datetime | None = None
     running: frozenset[Clock] = frozenset()
     steps: tuple[Firing, ...] = ()
+    unit_due: datetime | None = None
+    pauses: tuple[CountedPause, ...] = ()
 
-    def due(self, clock: Clock) -> datetime | None:
-        """The deadline of ``clock``; ``None`` until the order was dispatched."""
-        return self.sign_due if clock == "sign_for" else self.handling_due
+    def due(self, clock: DeadlineClock) -> datetime | None:
+        """The deadline of ``clock``; ``None`` until the order was dispatched (``unit``: until signed)."""
+        return {"sign_for": self.sign_due, "handling": self.handling_due, "unit": self.unit_due}[clock]
+
+    def runs(self, clock: DeadlineClock) -> bool:
+        """Whether ``clock`` runs (``unit`` runs beside the handling clock, once it has a deadline)."""
+        if clock == "unit":
+            return self.unit_due is not None and "handling" in self.running
+        return clock in self.running
+
+    @property
+    def paused(self) -> CountedPause | None:
+        """The handling clock's pause in progress, if any."""
+        return open_pause(self.pauses)
+
+    @property
+    def paused_seconds(self) -> int:
+        """Working seconds the handling clock was paused (ended pauses)."""
+        return paused_seconds(self.pauses)
 
 
 def plan_order(facts: OrderFacts, cal: WorkCalendar) -> OrderPlan:
@@ -242,7 +293,11 @@ def plan_order(facts: OrderFacts, cal: WorkCalendar) -> OrderPlan:
 
     sign-for: ``sign_hours`` working hours from dispatch. handling:
     ``deadline_days`` plus the extension days granted, in working days from
-    receipt, or from the reopening for a reopened order (``reopen_count`` > 0).
+    receipt, or from the reopening for a reopened order (``reopen_count`` > 0),
+    moved by the working time of its pauses (:mod:`.pauses`): each handling step
+    moves past the pauses that started before it, and keeps the deadline it had
+    when its time came (its key). unit (a re-dispatched order only): the same
+    working days from its sign-for, moved by the order's own pauses; no step.
     """
     if not facts.dispatched:
         return OrderPlan()
@@ -251,13 +306,23 @@ def plan_order(facts: OrderFacts, cal: WorkCalendar) -> OrderPlan:
     assert start is not None
     policy = EscalationPolicy.from_dict(facts.policy)
     sign_due = sign_for_due_at(facts.dispatched_at, facts.sign_hours, cal)
-    handling_due = handling_due_at(start, facts.deadline_days, cal, facts.extension_days)
+    unpaused_due = handling_due_at(start, facts.deadline_days, cal, facts.extension_days)
+    handling_stop = facts.stopped_at("handling")
+    pauses = tuple(counted_pauses(facts.pauses, start, unpaused_due, handling_stop, cal))
+    handling_due = shift(unpaused_due, pauses, cal)
+    unit_due = None
+    if facts.has_unit_clock and facts.signed_at is not None:
+        own = counted_pauses(facts.pauses, facts.signed_at, unit_due_at(facts.signed_at, facts.deadline_days, cal,
+                             facts.extension_days), handling_stop, cal, order_id=facts.order_id)
+        unit_due = shift(unit_due_at(facts.signed_at, facts.deadline_days, cal, facts.extension_days), own, cal)
     running: set[Clock] = set()
     steps: list[Firing] = []
-    for clock, started, due in (("sign_for", facts.dispatched_at, sign_due), ("handling", start, handling_due)):
+    for clock, started, due in (("sign_for", facts.dispatched_at, sign_due), ("handling", start, unpaused_due)):
+        ladder = plan_firings(clock, started, due, policy, cal)
+        if clock == "handling" and pauses:
+            ladder = [_moved_by_pauses(f, pauses, cal) for f in ladder]
         # a warning planned before the order existed is moot: a backlog order starts at "overdue"
-        ladder = [f for f in plan_firings(clock, started, due, policy, cal)
-                  if not (f.is_warning and f.fire_at < facts.dispatched_at)]
+        ladder = [f for f in ladder if not (f.is_warning and f.fire_at < facts.dispatched_at)]
         stopped = facts.stopped_at(clock)
         if stopped is None:
             running.add(clock)
@@ -265,7 +330,13 @@ def plan_order(facts: OrderFacts, cal: WorkCalendar) -> OrderPlan:
         else:
             steps.extend(f for f in ladder if f.fire_at <= stopped)
     steps.sort(key=lambda f: (f.fire_at, LADDER.index(f.level)))
-    return OrderPlan(sign_due, handling_due, frozenset(running), tuple(steps))
+    return OrderPlan(sign_due, handling_due, frozenset(running), tuple(steps), unit_due, pauses)
+
+
+def _moved_by_pauses(firing: Firing, pauses: tuple[CountedPause, ...], cal: WorkCalendar) -> Firing:
+    """A step of the un-paused ladder, moved past the pauses, with the deadline it has when its time comes."""
+    fire_at = shift(firing.fire_at, pauses, cal)
+    return Firing(firing.level, fire_at, firing.clock, due_as_of(firing.due_at, fire_at, pauses, cal))
 
 
 StepState = Literal["pending", "fired", "cancelled"]
@@ -295,11 +366,33 @@ def reconcile(plan: OrderPlan, stored: Mapping[str, StepState]) -> Reconciliatio
     return Reconciliation(add, cancel)
 
 
-def deadlines_to_publish(plan: OrderPlan, published: Mapping[Clock, datetime | None]) -> list[tuple[Clock, datetime]]:
+def deadlines_to_publish(plan: OrderPlan, published: Mapping[str, datetime | None]
+                         ) -> list[tuple[DeadlineClock, datetime]]:
     """The running clocks whose deadline was not published yet, or moved since (``ct.deadline.set``)."""
-    out: list[tuple[Clock, datetime]] = []
-    for clock in CLOCKS:
+    out: list[tuple[DeadlineClock, datetime]] = []
+    for clock in DEADLINE_CLOCKS:
         due = plan.due(clock)
-        if clock in plan.running and due is not None and published.get(clock) != due:
+        if plan.runs(clock) and due is not None and published.get(clock) != due:
             out.append((clock, due))
     return out
+
+
+def deadline_cause(known: OrderFacts | None, update: OrderFacts | None, clock: DeadlineClock,
+                   published: Mapping[str, datetime | None]) -> DeadlineCause:
+    """Why a clock's deadline is (re)published: what the new event told compared with the stored facts."""
+    if update is None:
+        return "calendar_revised" if known is not None else "replanned"
+    if known is None or published.get(clock) is None:
+        return "reopened" if update.reopen_count and clock == "handling" else "started"
+    if update.reopen_count > known.reopen_count:
+        return "reopened"
+    before = {p.pause_id: p for p in known.pauses}
+    for p in update.pauses:
+        was = before.get(p.pause_id)
+        if p.ended_at is not None and (was is None or was.ended_at is None):
+            return "resumed"
+        if p.ended_at is None and was is None:
+            return "paused"
+    if update.extension_days > known.extension_days:
+        return "extension"
+    return "replanned"
