@@ -6,7 +6,7 @@ gauges are refreshed by a background task (:func:`services.escalation.handlers.r
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.metrics import registry
 
@@ -25,6 +25,10 @@ ESCALATIONS = Counter("coffeetime_escalations_total", "Ladder steps fired (warni
                       ["level"], registry=registry)
 FIRING_LAG = Gauge("coffeetime_escalation_firing_lag_seconds",
                    "How late after its time the latest step fired was, in seconds", registry=registry)
+STEP_LATENESS = Histogram(
+    "coffeetime_escalation_step_lateness_seconds",
+    "How long after its time each ladder step fired (0 in normal running; an outage's backlog shows here)",
+    buckets=(1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400), registry=registry)
 DEADLINES_IN_UNKNOWN_YEAR = Gauge(
     "coffeetime_deadlines_in_unknown_year",
     "Open handling deadlines falling in a year neither a loaded State Council schedule nor chinese-calendar "

@@ -11,6 +11,12 @@ marks them fired, in one unit of work (:func:`use_cases.fire_due_steps`):
 * a step is marked fired in the transaction that stages its event, and its
   event id is stable for (order, step): nothing fires twice.
 
+After an outage (escalation down while steps fell due) the first rounds drain the
+backlog oldest first (the claim orders by ``fire_at``; a round's steps fire by
+time, then ladder order), each step once, and each event says how late it fired
+(``fire_at``, ``late_seconds``; the row keeps ``fire_at`` and ``fired_at``; the
+histogram ``coffeetime_escalation_step_lateness_seconds``).
+
 The cost of a round follows the due steps, not the open orders: the claim
 reads a partial index of the pending steps in time order.
 """
@@ -25,7 +31,7 @@ import uuid
 
 from services.escalation import use_cases
 from services.escalation.config import SCAN_BATCH, Context
-from services.escalation.metrics import ESCALATIONS, FIRING_LAG
+from services.escalation.metrics import ESCALATIONS, FIRING_LAG, STEP_LATENESS
 from shared import clock
 from shared.service import Service
 
@@ -65,6 +71,7 @@ class DeadlineScanner:
             return 0
         for step in fired:
             ESCALATIONS.labels(step.level).inc()
+            STEP_LATENESS.observe(max(0.0, (now - step.fire_at).total_seconds()))
         FIRING_LAG.set(max(0.0, (now - max(step.fire_at for step in fired)).total_seconds()))
         self.fired += len(fired)
         log.info("ladder steps fired", extra={"count": len(fired), "replica": self.replica,

@@ -28,6 +28,8 @@ from shared.contracts import (
     AppealSplit,
     AppealStatus,
     Channel,
+    ClockEntry,
+    DeadlineMoved,
     DeadlineSet,
     DeadlineWarning,
     EventProposal,
@@ -41,14 +43,18 @@ from shared.contracts import (
     NotificationDelivered,
     NotificationFailed,
     OrderDispatched,
+    OrderPaused,
     OrderProgressed,
     OrderReplied,
+    OrderResumed,
     OrderReturned,
     OrderSigned,
     Party,
     ReceptionRecord,
+    ReturnDecided,
     TimelineItem,
     mask_phone,
+    subjects,
 )
 
 #: what arrives on ``ct.in.appeal.*`` and ``ct.in.event``
@@ -266,6 +272,10 @@ def describe(subject: str, event: BaseModel) -> str:
         case OrderReplied():
             state = "resolved" if event.resolved else "not resolved"
             return f"{unit} replied ({state}): {event.reply}"
+        case OrderPaused():
+            return f"{unit} paused the handling clock (待补充材料): {event.pause.reason}"
+        case OrderResumed():
+            return f"{unit} resumed the handling clock" + (f": {event.note}" if event.note else "")
         case AppealMerged():
             similarity = f" (similarity {event.similarity:.2f})" if event.similarity is not None else ""
             return f"likely duplicate of {event.master_appeal_id}{similarity}: follows it, no order of its own"
@@ -280,7 +290,8 @@ def describe(subject: str, event: BaseModel) -> str:
         case AppealReopened():
             return f"reopened to {unit} (重办 #{event.reopen_count})"
         case DeadlineSet():
-            return f"{event.clock} deadline for {event.unit_code}: {event.due_at.isoformat()}"
+            why = f" ({event.cause})" if event.cause else ""
+            return f"{event.clock} deadline for {event.unit_code}: {event.due_at.isoformat()}{why}"
         case DeadlineWarning():
             return f"warning ({event.level}) to {unit}: due {event.due_at.isoformat()}"
         case AppealEscalated():
@@ -328,8 +339,91 @@ class RegisteredAppeal:
     contact_phone: str | None = None
 
 
+#: The subjects the clock timeline reads (their payloads are read back with the timeline).
+CLOCK_SUBJECTS = frozenset({
+    subjects.ORDER_DISPATCHED, subjects.ORDER_SIGNED, subjects.ORDER_PAUSED, subjects.ORDER_RESUMED,
+    subjects.ORDER_EXTENSION_GRANTED, subjects.ORDER_REPLIED, subjects.ORDER_RETURN_DECIDED, subjects.DEADLINE_SET,
+    subjects.DEADLINE_MOVED, subjects.DEADLINE_WARNING, subjects.APPEAL_ESCALATED, subjects.APPEAL_CLOSED,
+    subjects.APPEAL_REOPENED,
+})
+
+
+def _clock_entry(event: BaseModel) -> ClockEntry | None:
+    """What one event did to the appeal's clocks, with its cause; None when it did nothing to them."""
+    base = {"at": event.occurred_at, "order_id": getattr(event, "order_id", None),
+            "unit_code": getattr(event, "unit_code", None)}
+    unit = getattr(event, "unit", None) or base["unit_code"] or ""
+    match event:
+        case OrderDispatched():
+            why = (f"re-dispatched to {unit} (replaces {event.replaces_order_id}): the appeal's clock keeps running "
+                   f"from receipt, {unit}'s own clock starts at its sign-for") if event.replaces_order_id and                 not event.reopen_count else f"dispatched to {unit}"
+            if event.pauses:
+                why += f"; {len(event.pauses)} earlier pause(s) kept"
+            return ClockEntry(**base, kind="started", clock="handling", cause=why)
+        case OrderSigned():
+            return ClockEntry(**base, kind="stopped", clock="sign_for", cause=f"{unit} signed for the order")
+        case OrderPaused():
+            return ClockEntry(**base, kind="paused", clock="handling",
+                              cause=f"{unit} waits for the enterprise (待补充材料): {event.pause.reason}")
+        case OrderResumed():
+            return ClockEntry(**base, kind="resumed", clock="handling",
+                              cause=f"{unit} resumed" + (f": {event.note}" if event.note else ""))
+        case ExtensionGranted():
+            return ClockEntry(**base, kind="extension", clock="handling",
+                              cause=f"extension of {event.days} working days granted ({event.total_extension_days} in all)")
+        case DeadlineSet():
+            why = {"started": "clock started", "extension": "extension granted", "paused": "clock paused: due so if "
+                   "the pause runs its full length", "resumed": "clock resumed: moved by the paused working time",
+                   "calendar_revised": "official calendar revised", "reopened": "appeal reopened (重办)",
+                   "replanned": "re-planned"}.get(event.cause or "", "deadline set")
+            if event.paused_working_seconds:
+                why += f"; paused {event.paused_working_seconds // 60} working minutes so far"
+            return ClockEntry(**base, kind="deadline", clock=event.clock, due_at=event.due_at, cause=why)
+        case DeadlineMoved():
+            return ClockEntry(**base, kind="moved", clock=event.clock, due_at=event.due_at,
+                              cause=event.reason or event.cause)
+        case DeadlineWarning():
+            return ClockEntry(**base, kind="warning", clock=event.clock, due_at=event.due_at, level=event.level,
+                              cause=event.reason, late_seconds=event.late_seconds)
+        case AppealEscalated():
+            return ClockEntry(**base, kind="escalation", clock=event.clock, due_at=event.due_at, level=event.level,
+                              cause=event.reason, late_seconds=event.late_seconds)
+        case OrderReplied():
+            return ClockEntry(**base, kind="stopped", clock="handling", cause=f"{unit} replied")
+        case ReturnDecided() if event.accepted:
+            return ClockEntry(**base, kind="stopped", clock="handling", cause=f"order taken from {unit}")
+        case AppealClosed():
+            return ClockEntry(**base, kind="stopped", clock="handling", cause=f"appeal closed ({event.outcome})")
+        case AppealReopened():
+            return ClockEntry(**base, kind="started", clock="handling",
+                              cause=f"reopened to {unit} (重办): a new handling clock from now")
+    return None
+
+
+def clock_timeline(timeline: Sequence[TimelineEntry]) -> tuple[list[ClockEntry], bool]:
+    """The appeal's clock timeline (each start, pause, resume, extension, warning, escalation with its cause),
+    and whether a handling clock is paused now (a pause not yet resumed, on an order still running)."""
+    entries, paused = [], set()
+    for t in timeline:
+        if t.payload is None:
+            continue
+        entry = _clock_entry(t.payload)
+        if entry is None:
+            continue
+        entries.append(entry)
+        if entry.kind == "paused":
+            paused.add(entry.order_id)
+        elif entry.kind in ("resumed", "stopped") and entry.clock == "handling":
+            if entry.order_id:
+                paused.discard(entry.order_id)
+            else:  # the appeal closed: every clock stopped
+                paused.clear()
+    return entries, bool(paused)
+
+
 def status_reply(appeal: RegisteredAppeal, timeline: Sequence[TimelineEntry]) -> AppealStatus:
     """The public status of an appeal (the reply to ``ct.q.appeal``): its state and timeline, the phone masked."""
+    clock, paused = clock_timeline(timeline)
     return AppealStatus(
         appeal_id=appeal.appeal_id, channel=appeal.channel, source_id=appeal.source_id,
         status=status_of([t.subject for t in timeline]), enterprise_name=appeal.enterprise_name,
@@ -337,6 +431,7 @@ def status_reply(appeal: RegisteredAppeal, timeline: Sequence[TimelineEntry]) ->
         kind=appeal.kind, content=appeal.content, received_at=appeal.received_at,
         registered_at=appeal.registered_at,
         timeline=[TimelineItem(at=t.occurred_at, subject=t.subject, actor=t.actor, what=t.what) for t in timeline],
+        clock=clock, paused=paused,
     )
 
 

@@ -12,11 +12,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import asyncpg
+from pydantic import ValidationError
 
-from services.intake.domain import NewAppeal, RegisteredAppeal, TimelineEntry
+from services.intake.domain import CLOCK_SUBJECTS, NewAppeal, RegisteredAppeal, TimelineEntry
 from services.intake.duplicates import Candidate, DuplicateLink
 from services.intake.topics import OTHER, TopicAppeal
 from shared.contracts import EventRecord
+from shared.contracts.subjects import contract_for
 
 
 async def register_appeals(conn: asyncpg.Connection, appeals: list[NewAppeal],
@@ -91,7 +93,7 @@ async def find_appeal(conn: asyncpg.Connection, appeal_id: str | None = None, ch
 async def timeline_of(conn: asyncpg.Connection, appeal_id: str) -> list[asyncpg.Record]:
     """An appeal's timeline, oldest first."""
     return await conn.fetch(
-        "SELECT event_id, subject, occurred_at, actor, what FROM timeline WHERE appeal_id = $1 "
+        "SELECT event_id, subject, occurred_at, actor, what, payload FROM timeline WHERE appeal_id = $1 "
         "ORDER BY occurred_at, subject",
         appeal_id,
     )
@@ -231,6 +233,16 @@ class Appeals:
         )
 
 
+def clock_payload(subject: str, payload: dict | None):
+    """The stored event of a clock subject (:data:`domain.CLOCK_SUBJECTS`) as its model; None otherwise or unreadable."""
+    if subject not in CLOCK_SUBJECTS or not payload:
+        return None
+    try:
+        return contract_for(subject).model_validate(payload)
+    except ValidationError:  # a row stored before a field existed, or by hand: the line stays, the clock skips it
+        return None
+
+
 class Timeline:
     """Every appeal's timeline, on one unit of work's connection."""
 
@@ -242,9 +254,10 @@ class Timeline:
         return await add_timeline(self.conn, entries)
 
     async def of(self, appeal_id: str) -> list[TimelineEntry]:
-        """The timeline of ``appeal_id``, oldest first."""
+        """The timeline of ``appeal_id``, oldest first; the clock events' payloads read back as their models."""
         return [TimelineEntry(event_id=r["event_id"], appeal_id=appeal_id, subject=r["subject"],
-                              occurred_at=r["occurred_at"], actor=r["actor"], what=r["what"])
+                              occurred_at=r["occurred_at"], actor=r["actor"], what=r["what"],
+                              payload=clock_payload(r["subject"], r["payload"]))
                 for r in await timeline_of(self.conn, appeal_id)]
 
 

@@ -220,3 +220,31 @@ def test_a_dispatched_order_cannot_pause_and_the_limit_comes_from_the_configurat
     strict = district.model_copy(update={"pauses": district.pauses.model_copy(update={"max_per_order": 0})})
     none_allowed = decide(strict, _order(), "pause", UNIT, ActionPayload(actor="吴刚", reason="x"), _appeal(), RECEIVED)
     assert isinstance(none_allowed, Refused) and none_allowed.rule == "PausesMustNotExceedLimit"
+
+
+# --- intake: the clock timeline of the appeal's status ----------------------------------------------
+
+
+def test_the_status_shows_the_clock_timeline_with_each_cause_and_whether_it_is_paused():
+    from services.intake.domain import TimelineEntry, clock_timeline
+    from shared.contracts import events as ev
+
+    common = {"appeal_id": "A1", "order_id": "A1-W01", "unit_code": UNIT, "unit": "交警"}
+    p = pause(1, at(2026, 11, 4, 10), None)
+    events = [
+        (subjects.DEADLINE_SET, ev.DeadlineSet(occurred_at=RECEIVED, clock="handling", due_at=DUE, cause="started",
+                                               **{k: v for k, v in common.items() if k != "unit"})),
+        (subjects.ORDER_PAUSED, ev.OrderPaused(occurred_at=at(2026, 11, 4, 10), pause=p, **common)),
+        (subjects.ORDER_RESUMED, ev.OrderResumed(occurred_at=at(2026, 11, 6, 10), note="材料已到", **common,
+                                                 pause=p.model_copy(update={"ended_at": at(2026, 11, 6, 10)}))),
+        (subjects.DEADLINE_WARNING, ev.DeadlineWarning(occurred_at=at(2026, 11, 10, 15, 50), clock="handling",
+                                                       due_at=at(2026, 11, 11, 17, 30), level="warning_75",
+                                                       reason="most of the time used", late_seconds=300, **common)),
+    ]
+    entries = [TimelineEntry(f"e{i}", "A1", s, e.occurred_at, "x", "y", e) for i, (s, e) in enumerate(events)]
+    clock, paused = clock_timeline(entries[:2])
+    assert paused and [c.kind for c in clock] == ["deadline", "paused"]
+    assert "补充营业执照" in clock[1].cause
+    clock, paused = clock_timeline(entries)
+    assert not paused and [c.kind for c in clock] == ["deadline", "paused", "resumed", "warning"]
+    assert clock[3].late_seconds == 300 and clock[3].level == "warning_75" and "材料已到" in clock[2].cause
