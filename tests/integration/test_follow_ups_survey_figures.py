@@ -190,7 +190,9 @@ async def test_a_survey_file_is_imported_whole_or_not_at_all_and_once(escalation
     assert abs(row["survey_satisfaction_rate"] - 2 / 3) < 1e-9
     table = (await http.get("/report", params={"month": "2031-04", "format": "table"})).text
     assert "survey" in table and "follow-up" in table
-    assert "survey_satisfaction_rate" in (await http.get("/report", params={"month": "2031-04", "format": "csv"})).text
+    assert "第三方测评满意率" in (await http.get("/report", params={"month": "2031-04", "format": "csv"})).text
+    assert "Survey satisfaction rate" in (await http.get("/report", params={"month": "2031-04", "format": "csv",
+                                                                             "lang": "en"})).text
 
 
 async def test_the_programme_figures_count_events_attendances_and_their_appeals(escalation, http, js, db, servers,
