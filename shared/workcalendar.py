@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -80,8 +81,8 @@ def known_years() -> tuple[int, ...]:
     return tuple(y for y in range(min(listed), max(listed) + 1) if is_official(y))
 
 
-def _note_fallback(year: int) -> None:
-    CALENDAR_FALLBACK.labels(year=str(year)).inc()
+def _note_fallback(year: int, days: int = 1) -> None:
+    CALENDAR_FALLBACK.labels(year=str(year)).inc(days)
     with _warned_lock:
         if year in _warned_years:
             return
@@ -128,6 +129,46 @@ class OfficialYear:
         return day.weekday() < 5
 
 
+_US = 1_000_000  # microseconds in a second
+_DAY_US = 86_400 * _US
+
+
+def _time_us(t: time) -> int:
+    """Microseconds from midnight to the wall-clock time ``t``."""
+    return ((t.hour * 60 + t.minute) * 60 + t.second) * _US + t.microsecond
+
+
+def _tod_us(moment: datetime) -> int:
+    """Microseconds from midnight to ``moment``'s wall-clock time."""
+    return ((moment.hour * 60 + moment.minute) * 60 + moment.second) * _US + moment.microsecond
+
+
+@dataclass(frozen=True, slots=True)
+class _YearTable:
+    """One year of working-day answers, decided once: ``flags[i]`` is 1 when the ``i``-th day is working,
+    ``cum[i]`` the working days among its first ``i`` days (``cum[-1]`` the year's total).
+
+    ``guessed`` (only for a year neither a loaded schedule nor the package knows) marks the days
+    answered by the Monday–Friday fallback that nobody has consulted yet: the fallback is logged
+    and counted when such a day is first consulted, once per day, as if decided one day at a time.
+    """
+
+    year: int
+    first: int  # the proleptic ordinal of 1 January
+    flags: bytes
+    cum: tuple[int, ...]
+    guessed: bytearray | None
+
+    def consult(self, lo: int, hi: int) -> None:
+        """Days ``lo .. hi - 1`` (indices) are being used: count the fallback for those it guessed."""
+        guessed = self.guessed
+        if guessed is not None:
+            n = guessed.count(1, lo, hi)
+            if n:
+                guessed[lo:hi] = bytes(hi - lo)
+                _note_fallback(self.year, n)
+
+
 class WorkCalendar:
     """The district's working-day calendar: the official Chinese calendar plus local overrides.
 
@@ -138,7 +179,16 @@ class WorkCalendar:
     State Council schedules the district loaded (:class:`OfficialYear`); they win
     over the package for their years. Build one per process and share it: its only
     state is the loaded years, replaced whole by :meth:`set_loaded_years` when the
-    district loads a year (the per-day memo is dropped with them).
+    district loads a year (the per-year tables are dropped with them).
+
+    Speed: every day of a year is decided once, the first time the year is
+    touched (override, loaded year, package, fallback, in that order: :meth:`_decide`),
+    into a table of flags and cumulative counts; the arithmetic then counts
+    working days by subtraction, finds the next one with ``bytes.find`` and
+    jumps over whole working days instead of walking them (the ladder planned
+    each order in about 0.5 ms walking day by day, half of escalation's handler time).
+    Wall-clock arithmetic throughout, in integer microseconds, exactly as
+    subtracting two datetimes of the same zone does.
     """
 
     def __init__(
@@ -166,21 +216,28 @@ class WorkCalendar:
         self.working_hours = periods
         self.close_of_business = close_of_business
         self.tz = tz
+        self._spans: tuple[tuple[int, int], ...] = tuple((_time_us(s), _time_us(e)) for s, e in periods)
+        self._day_us = sum(e - s for s, e in self._spans)
+        self._working_day_seconds = sum(
+            (datetime.combine(date.min, end) - datetime.combine(date.min, start)).total_seconds()
+            for start, end in periods
+        )
         self._loaded: dict[int, OfficialYear] = {}
-        self._working: dict[date, bool] = {}  # a memo of the answers under the loaded years
+        self._tables: dict[int, _YearTable] = {}  # the answers under the loaded years, a year at a time
+        self._recent: _YearTable | None = None  # the table last looked up (most lookups stay in one year)
         self.set_loaded_years(loaded_years)
 
     def set_loaded_years(self, years: Iterable[OfficialYear]) -> bool:
         """Replace the loaded State Council schedules; returns whether anything changed.
 
-        One assignment each for the table and the memo, so a reader in the same
-        event loop sees either the old calendar or the new one, never a mix.
+        One assignment for the table and the per-year answers, so a reader in the
+        same event loop sees either the old calendar or the new one, never a mix.
         """
         table = {y.year: y for y in years}
         if {y: (o.digest, o.holidays, o.workdays) for y, o in table.items()} == {
                 y: (o.digest, o.holidays, o.workdays) for y, o in self._loaded.items()}:
             return False
-        self._loaded, self._working = table, {}
+        self._loaded, self._tables, self._recent = table, {}, None
         return True
 
     @property
@@ -230,42 +287,129 @@ class WorkCalendar:
         logged and counted.
         """
         day = self._day(d)
-        memo = self._working
-        known = memo.get(day)
-        if known is None:
-            # cached per day: chinese_calendar re-validates its whole table on every call (~24 µs)
-            known = memo[day] = self._decide(day)
-        return known
+        t = self._table(day.year)
+        i = day.toordinal() - t.first
+        if t.guessed is not None:
+            t.consult(i, i + 1)
+        return t.flags[i] == 1
 
-    def _decide(self, day: date) -> bool:
+    def _decide(self, day: date) -> tuple[bool, bool]:
+        """Whether ``day`` is a working day, and whether that was the Monday–Friday fallback's guess."""
         override = self.overrides.get(day)
         if override is not None:
-            return override
+            return override, False
         loaded = self._loaded.get(day.year)
         if loaded is not None:
-            return loaded.is_working_day(day)
+            return loaded.is_working_day(day), False
         if is_official(day.year):
-            return chinese_calendar.is_workday(day)
-        _note_fallback(day.year)
-        return day.weekday() < 5
+            return chinese_calendar.is_workday(day), False
+        return day.weekday() < 5, True
+
+    def _table(self, year: int) -> _YearTable:
+        tables = self._tables
+        found = tables.get(year)
+        if found is None:
+            # every day of the year decided once (chinese_calendar re-validates its whole table on every call, ~24 µs)
+            first = date(year, 1, 1).toordinal()
+            answers = [self._decide(date.fromordinal(o)) for o in range(first, date(year, 12, 31).toordinal() + 1)]
+            flags = bytes(working for working, _ in answers)
+            guessed = bytearray(guess for _, guess in answers)
+            cum = [0]
+            for f in flags:
+                cum.append(cum[-1] + f)
+            found = tables[year] = _YearTable(year, first, flags, tuple(cum), guessed if any(guessed) else None)
+        return found
+
+    def _through(self, ordinal: int) -> tuple[_YearTable, int]:
+        """The year table holding ``ordinal`` and the day's index in it."""
+        t = self._recent
+        if t is None or not 0 <= ordinal - t.first < len(t.flags):
+            t = self._recent = self._table(date.fromordinal(ordinal).year)
+        return t, ordinal - t.first
+
+    def _next_ordinal(self, ordinal: int, last: int) -> int | None:
+        """The first working day in ``ordinal + 1 .. last`` (ordinals), or None."""
+        last = min(last, _MAX_ORDINAL)
+        o = ordinal + 1
+        while o <= last:
+            t, i = self._through(o)
+            end = min(len(t.flags), last - t.first + 1)
+            found = t.flags.find(1, i, end)
+            if t.guessed is not None:
+                t.consult(i, found + 1 if found >= 0 else end)
+            if found >= 0:
+                return t.first + found
+            o = t.first + len(t.flags)
+        return None
+
+    def _nth_ordinal(self, ordinal: int, n: int, last: int) -> int | None:
+        """The ``n``-th working day (``n >= 1``) after ``ordinal``, by the cumulative counts; None beyond ``last``."""
+        t, i = self._through(ordinal)
+        want = t.cum[i + 1] + n  # the working days from 1 January through the answer
+        while True:
+            if t.cum[-1] >= want:
+                j = bisect_left(t.cum, want) - 1
+                if t.first + j > last:
+                    return None
+                if t.guessed is not None:
+                    t.consult(i + 1, j + 1)
+                return t.first + j
+            if t.guessed is not None:
+                t.consult(i + 1, len(t.flags))
+            want -= t.cum[-1]
+            if t.year >= date.max.year or t.first + len(t.flags) > last:
+                return None
+            t, i = self._table(t.year + 1), -1
+
+    def _previous_ordinal(self, ordinal: int, first: int) -> int | None:
+        """The last working day in ``first .. ordinal - 1`` (ordinals), or None."""
+        first = max(first, 1)
+        o = ordinal - 1
+        while o >= first:
+            t, i = self._through(o)
+            lo = max(0, first - t.first)
+            found = t.flags.rfind(1, lo, i + 1)
+            if t.guessed is not None:
+                t.consult(found if found >= 0 else lo, i + 1)
+            if found >= 0:
+                return t.first + found
+            o = t.first - 1
+        return None
+
+    def _count(self, first: int, last: int) -> int:
+        """Working days in ``first + 1 .. last`` (ordinals, ``first <= last``)."""
+        ta, ia = self._through(first)
+        tb, ib = self._through(last)
+        if ta is tb:
+            if ta.guessed is not None:
+                ta.consult(ia + 1, ib + 1)
+            return ta.cum[ib + 1] - ta.cum[ia + 1]
+        total = ta.cum[-1] - ta.cum[ia + 1] + tb.cum[ib + 1]
+        for year in range(ta.year + 1, tb.year):
+            middle = self._table(year)
+            if middle.guessed is not None:
+                middle.consult(0, len(middle.flags))
+            total += middle.cum[-1]
+        for t, lo, hi in ((ta, ia + 1, len(ta.flags)), (tb, 0, ib + 1)):
+            if t.guessed is not None:
+                t.consult(lo, hi)
+        return total
 
     def next_working_day(self, d: date | datetime) -> date:
         """The first working day strictly after ``d``."""
-        day = self._day(d)
-        for _ in range(_MAX_SEARCH_DAYS):
-            day += timedelta(days=1)
-            if self.is_working_day(day):
-                return day
-        raise ValueError(f"no working day within {_MAX_SEARCH_DAYS} days after {d}: check the override table")
+        ordinal = self._day(d).toordinal()
+        found = self._next_ordinal(ordinal, ordinal + _MAX_SEARCH_DAYS)
+        if found is None:
+            raise ValueError(f"no working day within {_MAX_SEARCH_DAYS} days after {d}: check the override table")
+        return date.fromordinal(found)
 
     def previous_working_day(self, d: date | datetime) -> date:
         """The last working day strictly before ``d``."""
-        day = self._day(d)
-        for _ in range(_MAX_SEARCH_DAYS):
-            day -= timedelta(days=1)
-            if self.is_working_day(day):
-                return day
-        raise ValueError(f"no working day within {_MAX_SEARCH_DAYS} days before {d}: check the override table")
+        ordinal = self._day(d).toordinal()
+        found = self._previous_ordinal(ordinal, ordinal - _MAX_SEARCH_DAYS)
+        if found is None:
+            raise ValueError(f"no working day within {_MAX_SEARCH_DAYS} days before {d}: check the override table")
+        return date.fromordinal(found)
 
     def close_of_business_on(self, d: date | datetime) -> datetime:
         """Close of business on the day ``d``, in the calendar's zone."""
@@ -286,9 +430,17 @@ class WorkCalendar:
         day = self._day(self._aware(start, "start"))
         if days == 0:
             return self.close_of_business_on(day if self.is_working_day(day) else self.next_working_day(day))
+        ordinal: int | None = self._nth_ordinal(day.toordinal(), days, day.toordinal() + _MAX_SEARCH_DAYS)
+        if ordinal is not None:  # within the search limit of one step, so no step could have run out
+            return datetime.combine(date.fromordinal(ordinal), self.close_of_business, tzinfo=self.tz)
+        ordinal = day.toordinal()
         for _ in range(days):
-            day = self.next_working_day(day)
-        return self.close_of_business_on(day)
+            after = ordinal
+            ordinal = self._next_ordinal(after, after + _MAX_SEARCH_DAYS)
+            if ordinal is None:
+                raise ValueError(f"no working day within {_MAX_SEARCH_DAYS} days after "
+                                 f"{date.fromordinal(after)}: check the override table")
+        return datetime.combine(date.fromordinal(ordinal), self.close_of_business, tzinfo=self.tz)
 
     def working_days_between(self, a: date | datetime, b: date | datetime) -> int:
         """The working days after ``a``'s date up to and including ``b``'s date (negative when ``b`` is before ``a``).
@@ -297,16 +449,10 @@ class WorkCalendar:
         with ``n >= 1``, ``working_days_between(a, due) == n``. "Still overdue
         after N working days" is ``working_days_between(due_at, now) >= N``.
         """
-        first, last = self._day(a), self._day(b)
+        first, last = self._day(a).toordinal(), self._day(b).toordinal()
         if last < first:
-            return -self.working_days_between(b, a)
-        count = 0
-        day = first + timedelta(days=1)
-        while day <= last:
-            if self.is_working_day(day):
-                count += 1
-            day += timedelta(days=1)
-        return count
+            return -self._count(last, first)
+        return self._count(first, last)
 
     def first_counted_moment(self, start: datetime) -> datetime:
         """Where a working-day clock started at ``start`` begins to count: the opening of the next working day.
@@ -322,10 +468,7 @@ class WorkCalendar:
     @property
     def working_day_seconds(self) -> float:
         """The length of one working day in working seconds (7 h = 25 200 s by default)."""
-        return sum(
-            (datetime.combine(date.min, end) - datetime.combine(date.min, start)).total_seconds()
-            for start, end in self.working_hours
-        )
+        return self._working_day_seconds
 
     def is_working_time(self, moment: datetime) -> bool:
         """Whether ``moment`` lies inside working hours (start included, end excluded) on a working day."""
@@ -348,8 +491,8 @@ class WorkCalendar:
         if not remaining:
             return local
         if hours > 0:
-            return self._walk_forward(local, remaining)
-        return self._walk_backward(local, remaining)
+            return self._walk_forward(local, remaining // _ONE_US)
+        return self._walk_backward(local, remaining // _ONE_US)
 
     def working_seconds_between(self, a: datetime, b: datetime) -> float:
         """Seconds of working time between ``a`` and ``b`` (negative when ``b`` is before ``a``)."""
@@ -357,54 +500,84 @@ class WorkCalendar:
         b_local = self._aware(b, "b").astimezone(self.tz)
         if b_local < a_local:
             return -self.working_seconds_between(b_local, a_local)
-        total = timedelta()
-        day = a_local.date()
-        while day <= b_local.date():
-            if self.is_working_day(day):
-                for period_start, period_end in self._periods(day):
-                    lo, hi = max(period_start, a_local), min(period_end, b_local)
-                    if hi > lo:
-                        total += hi - lo
-            day += timedelta(days=1)
-        return total.total_seconds()
+        oa, ob = a_local.toordinal(), b_local.toordinal()
+        ta, tb = _tod_us(a_local), _tod_us(b_local)
+        if oa == ob:
+            return self._within(oa, ta, tb) / _US
+        total = self._within(oa, ta, _DAY_US) + self._within(ob, 0, tb)
+        if ob - oa > 1:
+            total += self._count(oa, ob - 1) * self._day_us
+        return total / _US
 
     # --- internals ------------------------------------------------------------
 
-    def _periods(self, day: date) -> list[tuple[datetime, datetime]]:
-        return [
-            (datetime.combine(day, start, tzinfo=self.tz), datetime.combine(day, end, tzinfo=self.tz))
-            for start, end in self.working_hours
-        ]
+    def _within(self, ordinal: int, lo: int, hi: int) -> int:
+        """Working microseconds between the times of day ``lo`` and ``hi`` on the day ``ordinal``."""
+        t, i = self._through(ordinal)
+        if t.guessed is not None:
+            t.consult(i, i + 1)
+        if not t.flags[i]:
+            return 0
+        total = 0
+        for start, end in self._spans:
+            span = min(end, hi) - max(start, lo)
+            if span > 0:
+                total += span
+        return total
 
-    def _walk_forward(self, moment: datetime, remaining: timedelta) -> datetime:
-        day = moment.date()
-        for _ in range(_MAX_SEARCH_DAYS):
-            if self.is_working_day(day):
-                for period_start, period_end in self._periods(day):
-                    if period_end <= moment:
-                        continue
-                    begin = max(period_start, moment)
-                    available = period_end - begin
-                    if remaining <= available:
-                        return begin + remaining
-                    remaining -= available
-            day += timedelta(days=1)
-        raise ValueError(f"no working time within {_MAX_SEARCH_DAYS} days after {moment}: check the override table")
+    def _at(self, ordinal: int, us: int) -> datetime:
+        return datetime.combine(date.fromordinal(ordinal), time.min, tzinfo=self.tz) + timedelta(microseconds=us)
 
-    def _walk_backward(self, moment: datetime, remaining: timedelta) -> datetime:
-        day = moment.date()
-        for _ in range(_MAX_SEARCH_DAYS):
-            if self.is_working_day(day):
-                for period_start, period_end in reversed(self._periods(day)):
-                    if period_start >= moment:
-                        continue
-                    end = min(period_end, moment)
-                    available = end - period_start
-                    if remaining <= available:
-                        return end - remaining
-                    remaining -= available
-            day -= timedelta(days=1)
-        raise ValueError(f"no working time within {_MAX_SEARCH_DAYS} days before {moment}: check the override table")
+    def _walk_forward(self, moment: datetime, remaining: int) -> datetime:
+        first = moment.toordinal()
+        if self.is_working_day(moment.date()):
+            t = _tod_us(moment)
+            for start, end in self._spans:
+                if end <= t:
+                    continue
+                begin = max(start, t)
+                available = end - begin
+                if remaining <= available:
+                    return moment + timedelta(microseconds=remaining) if begin == t else self._at(first, begin + remaining)
+                remaining -= available
+        # whole working days are skipped by counting; the clock runs out on the day after them
+        skip = (remaining - 1) // self._day_us
+        remaining -= skip * self._day_us
+        ordinal = self._nth_ordinal(first, skip + 1, first + _MAX_SEARCH_DAYS - 1)
+        if ordinal is None:
+            raise ValueError(f"no working time within {_MAX_SEARCH_DAYS} days after {moment}: check the override table")
+        for start, end in self._spans:
+            if remaining <= end - start:
+                return self._at(ordinal, start + remaining)
+            remaining -= end - start
+        raise AssertionError("a whole working day holds the rest")  # pragma: no cover
+
+    def _walk_backward(self, moment: datetime, remaining: int) -> datetime:
+        first = moment.toordinal()
+        if self.is_working_day(moment.date()):
+            t = _tod_us(moment)
+            for start, end in reversed(self._spans):
+                if start >= t:
+                    continue
+                stop = min(end, t)
+                available = stop - start
+                if remaining <= available:
+                    return moment - timedelta(microseconds=remaining) if stop == t else self._at(first, stop - remaining)
+                remaining -= available
+        skip = (remaining - 1) // self._day_us
+        remaining -= skip * self._day_us
+        last = first - _MAX_SEARCH_DAYS + 1
+        ordinal: int | None = first
+        for _ in range(skip + 1):
+            ordinal = self._previous_ordinal(ordinal, last)
+            if ordinal is None:
+                raise ValueError(
+                    f"no working time within {_MAX_SEARCH_DAYS} days before {moment}: check the override table")
+        for start, end in reversed(self._spans):
+            if remaining <= end - start:
+                return self._at(ordinal, end - remaining)
+            remaining -= end - start
+        raise AssertionError("a whole working day holds the rest")  # pragma: no cover
 
     def _day(self, d: date | datetime) -> date:
         if isinstance(d, datetime):
@@ -418,3 +591,7 @@ class WorkCalendar:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"{name} must be timezone-aware, got the naive {value.isoformat()}")
         return value
+
+
+_ONE_US = timedelta(microseconds=1)
+_MAX_ORDINAL = date.max.toordinal()
