@@ -40,22 +40,6 @@ SERVICE = "escalation"
 MIGRATIONS = Path(__file__).parents[1] / "services" / "escalation" / "migrations"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="calendar_command", required=True)
-    p = sub.add_parser("load", help="check a year's State Council schedule, store it, re-plan the deadlines it moves")
-    p.add_argument("file", help="the year file, YAML or JSON (see services/escalation/calendars/2027.example.yaml)")
-    p.add_argument("--dry-run", action="store_true", dest="dry_run", help="check it and show the moves; store nothing")
-    p.add_argument("--over-package", action="store_true", dest="over_package",
-                   help="load a year chinese-calendar knows too (the file then wins for that year)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p = sub.add_parser("show", help="a year: loaded, package or unknown; its days off and make-up working days")
-    p.add_argument("year", type=int)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p = sub.add_parser("replan", help="re-plan every open deadline on the current calendar and print the diff")
-    p.add_argument("--dry-run", action="store_true", dest="dry_run", help="print the diff only; change nothing")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-
 def _print_year(view: dict) -> None:
     print(f"{view['year']}: {view['source']}" + (f" ({view['notice']})" if view.get("notice") else ""))
     if view.get("loaded_by"):

@@ -1187,24 +1187,11 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``python -m tools.chaos`` (and ``coffeetime chaos``)."""
-    p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run only these (repeatable)")
-    p.add_argument("--calls", type=int, help="calls per scenario (default: kill 2000, poison 300, others 1000)")
-    p.add_argument("--rate", type=float, default=25.0, help="calls published per second (default 25)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON file (default {DEFAULT_OUT.relative_to(REPO)})")
-    p.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills (kill)")
-    p.add_argument("--pg-outage", type=float, default=10.0, help="seconds PostgreSQL stays stopped (postgres)")
-    p.add_argument("--nats-outage", type=float, default=5.0, help="seconds nats-server stays dead (nats)")
-    p.add_argument("--sms-outage", type=float, default=60.0, help="seconds the gateway answers 503 (sms)")
-    p.add_argument("--seed", type=int, default=11)
-    p.add_argument("--keep", action="store_true", help="keep every scenario's folder (logs, data)")
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.chaos", description=__doc__.split("\n", 1)[0])
-    add_arguments(p)
-    return run_from_args(p.parse_args(argv))
+    """``python -m tools.chaos [options]``: the same as ``coffeetime chaos [options]`` (tools/cli.py has them)."""
+    from tools.cli import main as cli
+
+    return cli(["chaos", *(sys.argv[1:] if argv is None else argv)])
 
 
 def run_from_args(args: argparse.Namespace) -> int:

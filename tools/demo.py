@@ -30,6 +30,7 @@ from shared.access import DEMO_SMS_SECRET, GatewaySignature
 from shared.contracts import SHANGHAI, subjects
 from shared.contracts.common import USCC_CHARSET, mask_phone, uscc_check_character
 from shared.district import DEFAULT_PATH
+from tools import term
 from tools.seed import PUBLISHED_UNITS, seed
 
 T0 = time.monotonic()
@@ -38,6 +39,16 @@ TAG = datetime.now(SHANGHAI).strftime("%m%d%H%M%S")
 
 def say(text: str = "") -> None:
     print(f"[{time.monotonic() - T0:5.1f}s] {text}" if text else "", flush=True)
+
+
+STEPS = 10  # start-up, the eight numbered steps, the closing notes
+_advance = [lambda: None]  # the progress bar's, while the demo runs at a terminal (tools/term.py)
+
+
+def step(text: str) -> None:
+    """A numbered step of the demo begins: the bar moves on, the step's title is printed."""
+    _advance[0]()
+    say(text)
 
 
 def made_up_uscc(n: int) -> str:
@@ -143,20 +154,26 @@ async def run(keep: bool = False) -> int:
     }, quiet=True)
     nc = None
     try:
-        say("starting the embedded NATS and PostgreSQL and the four services, each its own process ...")
-        await asyncio.to_thread(stack.start)
-        await asyncio.to_thread(stack.wait_healthy, 90)
-        for name, url in stack.urls().items():
-            say(f"  {name:<11} {url}  (/healthz /metrics /docs)")
-        say(console_address(stack))
-        say("note: quiet hours are off for the demo, and case B is replayed 5 weeks late, so its deadline")
-        say("      has passed when it is dispatched: that is how it climbs the ladder without waiting weeks.")
-        nc = await nats.connect(stack.servers.nats_url)
-        watch = Watch()
-        await watch.start(nc)
-        async with httpx.AsyncClient(timeout=10) as http:
-            appeal_ids, phones = await play(nc, watch, stack, sink, http)
-            await report(nc, stack, sink, mail, http, appeal_ids, phones)
+        with term.progress() as bar:
+            task = bar.add_task("demo 演示", total=STEPS)
+            _advance[0] = lambda: bar.advance(task)
+            say("starting the embedded NATS and PostgreSQL and the four services, each its own process ...")
+            await asyncio.to_thread(stack.start)
+            await asyncio.to_thread(stack.wait_healthy, 90)
+            for name, url in stack.urls().items():
+                say(f"  {name:<11} {url}  (/healthz /metrics /docs)")
+            say(console_address(stack))
+            say("note: quiet hours are off for the demo, and case B is replayed 5 weeks late, so its deadline")
+            say("      has passed when it is dispatched: that is how it climbs the ladder without waiting weeks.")
+            nc = await nats.connect(stack.servers.nats_url)
+            watch = Watch()
+            await watch.start(nc)
+            async with httpx.AsyncClient(timeout=10) as http:
+                appeal_ids, phones = await play(nc, watch, stack, sink, http)
+                _advance[0]()
+                await report(nc, stack, sink, mail, http, appeal_ids, phones)
+            bar.update(task, completed=STEPS)
+        _advance[0] = lambda: None
         print()
         say(console_address(stack))
         if keep:
@@ -204,7 +221,7 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
     refs: dict[str, str] = {}
 
     say()
-    say("1. the channels: coffee-event minutes for A, B, C, E; a hotline call for D")
+    step("1. the channels: coffee-event minutes for A, B, C, E; a hotline call for D")
     for n, (key, c) in enumerate(cases.items(), start=1):
         contact = c.get("contact", {}).get("name")
         if c["channel"] == "coffee_event":
@@ -234,7 +251,7 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
             say(f"   {key}: hotline call {call_id} → {c['enterprise']}")
 
     say()
-    say("2. intake registers each once; dispatch routes it (reasons kept with the order)")
+    step("2. intake registers each once; dispatch routes it (reasons kept with the order)")
     orders: dict[str, dict] = {}
     appeal_ids: dict[str, str] = {}
     for key in cases:
@@ -260,7 +277,7 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
                          headers={"Nats-Msg-Id": body["action_id"]})
 
     say()
-    say("3. the units sign for their orders (C over the HTTP API with its token, the others over NATS)")
+    step("3. the units sign for their orders (C over the HTTP API with its token, the others over NATS)")
     dispatch_url = stack.urls()["dispatch"]
     for key, order in orders.items():
         if key == "C":
@@ -278,7 +295,7 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
     say("   all five signed")
 
     say()
-    say("4. case B's order is overdue on arrival: the escalation ladder")
+    step("4. case B's order is overdue on arrival: the escalation ladder")
     levels = await watch.wait("B escalated to the supervision office", lambda: (
         {e["level"] for e in watch.on(subjects.APPEAL_ESCALATED, appeal_id=appeal_ids["B"])}
         if "supervision" in {e["level"] for e in watch.on(subjects.APPEAL_ESCALATED, appeal_id=appeal_ids["B"])}
@@ -289,7 +306,7 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
     assert {"overdue", "district_leader", "supervision"} <= levels
 
     say()
-    say("5. case D is long-running: 黄水镇 asks for 20 more working days; the lead unit grants them")
+    step("5. case D is long-running: 黄水镇 asks for 20 more working days; the lead unit grants them")
     d = orders["D"]["order_id"]
     await act("huangshui_town", "extend", d, days=20, reason="户外箱式配电站建设需要约四个月，分阶段推进")
     await watch.wait("D's extension request", lambda: watch.on(subjects.ORDER_EXTENSION_REQUESTED, order_id=d))
@@ -300,7 +317,7 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
     say(f"   D's handling deadline is now {moved[-1]['due_at']}")
 
     say()
-    say("6. the units reply with the published outcomes; the enterprises are asked to rate")
+    step("6. the units reply with the published outcomes; the enterprises are asked to rate")
     for key, order in orders.items():
         await act(order["unit_code"], "reply", order["order_id"], reply=cases[key]["outcome"], resolved=True)
     for key, order in orders.items():
@@ -308,7 +325,7 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
     say("   five replies sent; rating invitations go out by SMS")
 
     say()
-    say("7. A's enterprise answers the SMS with '3' (unsatisfied): the appeal is reopened to the same unit (重办)")
+    step("7. A's enterprise answers the SMS with '3' (unsatisfied): the appeal is reopened to the same unit (重办)")
     await watch.wait("A's rating invitation delivered", lambda: [
         e for e in watch.on(subjects.NOTIFY_DELIVERED, appeal_id=appeal_ids["A"]) if "rating" in e["template"]])
     r = await http.post(f"{stack.urls()['notify']}/sms/inbound", auth=GatewaySignature(DEMO_SMS_SECRET),
@@ -323,7 +340,7 @@ async def play(nc, watch: Watch, stack, sink, http: httpx.AsyncClient) -> tuple[
     await watch.wait("A's second reply", lambda: watch.on(subjects.ORDER_REPLIED, order_id=new_a))
 
     say()
-    say("8. the ratings: A satisfied now, B satisfied (a silk banner), C satisfied, D basically satisfied, E satisfied")
+    step("8. the ratings: A satisfied now, B satisfied (a silk banner), C satisfied, D basically satisfied, E satisfied")
     ratings = {"A": "satisfied", "B": "satisfied", "C": "satisfied", "D": "basically_satisfied", "E": "satisfied"}
     for key, rating in ratings.items():
         feedback = {"feedback_id": f"FB-{TAG}-{key}", "appeal_id": appeal_ids[key], "rating": rating,

@@ -136,19 +136,6 @@ async def replay(js, letter: DeadLetter, force: bool = False) -> ReplayOutcome:
 # --- the command ---------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    commands = parser.add_subparsers(dest="dlq_command", required=True)
-    listing = commands.add_parser("list", help="the dead letters, oldest first, with their replays")
-    listing.add_argument("--subject", help="only those of this original subject (a NATS pattern: ct.in.>)")
-    listing.add_argument("--format", choices=("table", "json"), default="table")
-    again = commands.add_parser("replay", help="republish dead letters to their original subject under a fresh id")
-    again.add_argument("seq", nargs="?", type=int, help="the dead letter's sequence in CT_DLQ (see list)")
-    again.add_argument("--all", action="store_true", help="every dead letter not replayed yet (with --subject: of it)")
-    again.add_argument("--subject", help="with --all: only those of this original subject")
-    again.add_argument("--force", action="store_true", help="replay even a dead letter replayed before")
-    again.add_argument("--format", choices=("table", "json"), default="table")
-
-
 def table(letters: list[DeadLetter]) -> str:
     rows = [("seq", "time", "service", "original subject", "original msg id", "deliveries", "replays", "error")]
     for d in letters:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from datetime import datetime
 
 import asyncpg
 
@@ -21,20 +20,6 @@ from services.notify import store
 from services.notify.domain import mask_address
 from shared import clock
 from shared.settings import Settings
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="notify_command", required=True)
-    for name, text in (("failed", "list the messages that failed for good"),
-                       ("retry-failed", "send the messages that failed for good again, with a new retry budget")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--channel", choices=("sms", "email", "wecom"), help="only this channel")
-        p.add_argument("--since", type=datetime.fromisoformat, help="only those failed since (ISO time, with zone)")
-        p.add_argument("--id", action="append", default=[], dest="ids", help="only this notification id (repeatable)")
-        p.add_argument("--limit", type=int, default=1000)
-        p.add_argument("--json", action="store_true", help="print JSON")
-        if name == "retry-failed":
-            p.add_argument("--yes", action="store_true", help="retry them (without it: only list them)")
 
 
 async def _run(args: argparse.Namespace) -> int:

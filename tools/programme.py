@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import date
 from pathlib import Path
 
 import asyncpg
@@ -30,34 +29,6 @@ from services.escalation.unit_of_work import EscalationUnitOfWork
 from shared import clock
 from shared.settings import Settings
 from shared.unit_of_work import Publications
-
-
-def add_followups_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="followups_command", required=True)
-    p = sub.add_parser("draw", help="draw a month's appeals for follow-up calls (the same month again: its draw)")
-    p.add_argument("--month", required=True, help="YYYY-MM")
-    p.add_argument("--share", type=float, help="share of the month's closed appeals (default: escalation.yaml)")
-    p.add_argument("--seed", type=int, help="the seed (default: a random one, recorded with the draw)")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("list", help="drawn appeals and their latest follow-up call")
-    p.add_argument("--month", help="YYYY-MM (default: every month)")
-    p.add_argument("--contradicted", action="store_true", help="only those contradicting the enterprise's own rating")
-    p.add_argument("--json", action="store_true")
-
-
-def add_survey_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="survey_command", required=True)
-    p = sub.add_parser("import", help="import a third-party survey CSV (appeal_id,rating,comment,surveyor): all or none")
-    p.add_argument("file")
-    p.add_argument("--month", required=True, help="YYYY-MM the survey evaluates")
-    p = sub.add_parser("list", help="the survey files imported")
-    p.add_argument("--month")
-
-
-def add_figures_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="period_from", required=True, type=date.fromisoformat, help="YYYY-MM-DD")
-    parser.add_argument("--to", dest="period_to", required=True, type=date.fromisoformat, help="YYYY-MM-DD, included")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
 
 
 async def _connect(dsn: str) -> asyncpg.Connection:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from shared.settings import SERVICES, Settings
 
@@ -47,7 +48,8 @@ class Stack:
         host = self.settings.http_host
         return {name: f"http://{host}:{self.settings.port_of(name)}" for name in self.services}
 
-    def wait_healthy(self, timeout: float = 60) -> None:
+    def wait_healthy(self, timeout: float = 60, on_ready: Callable[[str], None] | None = None) -> None:
+        """Wait until every service answers /readyz (``on_ready(name)`` as each does)."""
         import httpx
 
         deadline = time.monotonic() + timeout
@@ -59,6 +61,8 @@ class Stack:
                 try:
                     if httpx.get(self.urls()[name] + "/readyz", timeout=1).status_code == 200:
                         pending.discard(name)
+                        if on_ready is not None:
+                            on_ready(name)
                 except httpx.HTTPError:
                     pass
             time.sleep(0.2)

@@ -110,6 +110,14 @@ class Column(NamedTuple):
     def header(self, lang: Lang) -> str:
         return self.zh if lang == "zh" else self.en
 
+    def show(self, value: str | int | float | None) -> str:
+        """The value as a person reads it: rates in per cent, the score to 2 places, "-" for none."""
+        if value is None or value == "":
+            return "-"
+        if self.kind == "rate":
+            return f"{value * 100:.1f}%"
+        return f"{value:.2f}" if self.kind == "score" else str(value)
+
 
 #: The one definition of the exported columns (CSV, xlsx, the PDF/PNG table), in the order of
 #: :class:`UnitRow` (follow-up and survey columns last, so a reader of the earlier columns by position

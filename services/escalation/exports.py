@@ -168,7 +168,7 @@ def chart(ranking: domain.Ranking, month: str, ctx: Context, fmt: str, lang: Lan
 
     table_area.axis("off")
     if rows:
-        cells = [[_cell(v, c) for v, c in zip(row, columns, strict=True)] for row in rows]
+        cells = [[c.show(v) for v, c in zip(row, columns, strict=True)] for row in rows]
         table = table_area.table(cellText=cells, colLabels=[c.header(lang) for c in columns], loc="upper center",
                                  cellLoc="center")
         table.auto_set_font_size(False)
@@ -186,12 +186,3 @@ def chart(ranking: domain.Ranking, month: str, ctx: Context, fmt: str, lang: Lan
     figure.savefig(out, format=fmt, dpi=120 if fmt == "png" else None, metadata={"Title": title} if fmt == "pdf" else None)
     return out.getvalue()
 
-
-def _cell(value: object, column: Column) -> str:
-    if value is None:
-        return "-"
-    if column.kind == "rate":
-        return f"{value * 100:.1f}%"
-    if column.kind == "score":
-        return f"{value:.2f}"
-    return str(value)

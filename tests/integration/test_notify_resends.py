@@ -246,9 +246,7 @@ async def test_a_stop_mid_send_resends_only_what_was_with_the_gateway_and_counts
 
 async def test_a_receipt_failed_past_its_budget_is_sent_again_by_retry_failed(
         start_notify, js, db, gateway, recorder, servers, monkeypatch, capsys):
-    import argparse
-
-    from tools import notify_ops
+    from tools import cli
 
     async with start_notify():
         await gateway.go_down()
@@ -261,12 +259,10 @@ async def test_a_receipt_failed_past_its_budget_is_sent_again_by_retry_failed(
         await gateway.come_up()
 
         monkeypatch.setenv("DATABASE_URL", servers["DATABASE_URL"])
-        parser = argparse.ArgumentParser()
-        notify_ops.add_arguments(parser)
-        listed = await asyncio.to_thread(notify_ops.main, parser.parse_args(["retry-failed", "--id", nid]))
+        listed = await asyncio.to_thread(cli.main, ["notify", "retry-failed", "--id", nid])
         assert listed == 0 and "1 would be sent again" in capsys.readouterr().out
         assert (await db.fetchval("SELECT status FROM notify.notifications WHERE notification_id = $1", nid)) == "failed"
-        await asyncio.to_thread(notify_ops.main, parser.parse_args(["retry-failed", "--id", nid, "--yes"]))
+        await asyncio.to_thread(cli.main, ["notify", "retry-failed", "--id", nid, "--yes"])
         assert "1 sent again" in capsys.readouterr().out
         delivered = await wait_for(lambda: db.fetchrow("SELECT * FROM notify.notifications WHERE notification_id = $1 "
                                                        "AND status = 'delivered'", nid), what="delivered after all")
