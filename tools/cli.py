@@ -426,6 +426,20 @@ def docs(out: str = typer.Option("docs/asyncapi.json", "--out")) -> None:
     print(f"wrote {write_document(Path(out))}")
 
 
+# the help's groups, in both languages
+PANELS = {
+    _h("服务", "Services"): ("up", "run", "migrate", "demo", "docs"),
+    _h("报表", "Reports"): ("report", "topics", "figures", "routing-eval"),
+    _h("项目", "Programme"): ("followups", "survey", "calendar"),
+    _h("运维", "Operations"): ("dlq", "notify", "chaos"),
+}
+_PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+for _info in app.registered_commands:
+    _info.rich_help_panel = _PANEL_OF.get(_info.name or _info.callback.__name__)  # a new one: "Commands"
+for _info in app.registered_groups:
+    _info.rich_help_panel = _PANEL_OF.get(_info.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: the process's); the exit status."""
     try:

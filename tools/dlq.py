@@ -34,6 +34,7 @@ from typing import Any
 from nats.js.errors import NotFoundError
 
 from shared.contracts.subjects import DLQ_PREFIX, STREAM_DLQ, subject_matches
+from tools import term
 
 REPLAYED = f"{DLQ_PREFIX}.replayed"  # ct.dlq.replayed.<dlq seq>: the record of a replay
 
@@ -136,11 +137,16 @@ async def replay(js, letter: DeadLetter, force: bool = False) -> ReplayOutcome:
 # --- the command ---------------------------------------------------------------------------
 
 
+HEADERS = ("seq", "time", "service", "original subject", "original msg id", "deliveries", "replays", "error")
+
+
+def _rows(letters: list[DeadLetter], error_width: int | None = 60) -> list[tuple[str, ...]]:
+    return [(str(d.seq), d.time[:19], d.service, d.original_subject, d.original_msg_id or "-", str(d.deliveries),
+             str(len(d.replays)), d.error[:error_width]) for d in letters]
+
+
 def table(letters: list[DeadLetter]) -> str:
-    rows = [("seq", "time", "service", "original subject", "original msg id", "deliveries", "replays", "error")]
-    for d in letters:
-        rows.append((str(d.seq), d.time[:19], d.service, d.original_subject, d.original_msg_id or "-",
-                     str(d.deliveries), str(len(d.replays)), d.error[:60]))
+    rows = [HEADERS, *_rows(letters)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines + [f"{len(letters)} dead letter(s)"])
@@ -159,8 +165,12 @@ async def run(args: argparse.Namespace) -> int:
         js = nc.jetstream()
         if args.dlq_command == "list":
             letters = await dead_letters(js, args.subject)
-            print(json.dumps([d.as_json() for d in letters], ensure_ascii=False, indent=2)
-                  if args.format == "json" else table(letters))
+            if args.format == "json":
+                print(json.dumps([d.as_json() for d in letters], ensure_ascii=False, indent=2))
+            elif sys.stdout.isatty():  # at a terminal: the whole error, wrapped to its width
+                term.print_table(HEADERS, _rows(letters, None), caption=f"{len(letters)} dead letter(s)", right=(0, 5, 6))
+            else:
+                print(table(letters))
             return 0
         if args.seq is None and not args.all:
             print("name a dead letter's seq, or --all", file=sys.stderr)
