@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +387,21 @@ def test_the_dockerfile_builds_one_image_for_the_four_services():
     assert "pip install ." in text
     assert re.search(r'^CMD \["coffeetime", "run", "\w+"\]', text, re.M)
     assert re.search(r"^USER \d+", text, re.M), "the services run as a non-root user"
+
+
+def test_the_image_holds_every_package_the_install_names():
+    """`pip install .` in the image packages what pyproject's find includes: each must be copied and not ignored
+    (the `coffeetime` entry point is tools.cli:main)."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    script = pyproject["project"]["scripts"]["coffeetime"]
+    assert script.split(".")[0] in packages
+    for package in packages:
+        assert re.search(rf"^COPY {package} \./{package}$", text, re.M), f"the image does not copy {package}/"
+        assert f"!{package}/" in ignore, f"{package}/ is left out of the build context"
+    assert "fonts-noto-cjk" in text, "the chart's Chinese names need a CJK font"
 
 
 def _k8s_objects() -> list[dict[str, Any]]:
