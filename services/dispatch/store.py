@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import datetime
 
 import asyncpg
@@ -33,14 +33,16 @@ def order_from_row(row: asyncpg.Record) -> WorkOrder:
 
 
 def _appeal_values(a: AppealState) -> list:
-    d = asdict(a)
+    # getattr, not asdict: asdict deep-copies every value (the pauses' pydantic models too), a tenth of dispatch's
+    # handler time in the profile; the values only become query parameters
+    d = {k: getattr(a, k) for k in _APPEAL_FIELDS}
     d["status"] = a.status.value
     d["unit_codes"] = list(a.unit_codes)
     return [d[k] for k in _APPEAL_FIELDS]
 
 
 def _order_values(o: WorkOrder) -> list:
-    d = asdict(o)
+    d = {k: getattr(o, k) for k in _ORDER_FIELDS}
     d["status"] = o.status.value
     d["role"] = o.role.value
     d["pauses"] = [p.model_dump(mode="json") for p in o.pauses]
