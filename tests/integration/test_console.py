@@ -179,6 +179,77 @@ async def test_a_unit_works_its_order_through_the_use_cases_and_a_refusal_names_
         subjects.ORDER_EXTENSION_REQUESTED, order_id=order_id)
 
 
+async def test_a_unit_pauses_its_signed_order_from_the_console_and_resumes_it(dispatch, js, db, rec):
+    event = registered(TRAFFIC, "交通出行")
+    await register(js, event)
+    order_id = (await wait_for(lambda: rec.on(subjects.ORDER_DISPATCHED, appeal_id=event.appeal_id), timeout=60))[0]["order_id"]
+    async with console(dispatch) as http:
+        csrf = await log_in(http, "token-traffic_police", "张科长")
+        headers = {CSRF_HEADER: csrf, "HX-Request": "true"}
+        unsigned = await http.get(f"/console/orders/{order_id}")
+        assert 'id="do-pause"' not in unsigned.text, "only a signed order pauses"
+        await http.post(f"/console/orders/{order_id}/act/sign", data={"action_id": "p-sign"}, headers=headers)
+        signed = await http.get(f"/console/orders/{order_id}")
+        assert 'id="do-pause"' in signed.text and 'id="do-resume"' not in signed.text
+        assert re.search(r'id="form-pause".*?<textarea name="reason"[^>]*required', signed.text, re.S)
+
+        no_reason = await http.post(f"/console/orders/{order_id}/act/pause", data={"action_id": "p-0"}, headers=headers)
+        assert no_reason.status_code == 409 and "填写有误" in no_reason.text and "reason" in no_reason.text
+        assert await db.fetchval("SELECT paused_at FROM dispatch.orders WHERE order_id = $1", order_id) is None
+
+        paused = await http.post(f"/console/orders/{order_id}/act/pause", headers=headers,
+                                 data={"action_id": "p-1", "reason": "待企业补充营业执照副本"})
+        assert paused.status_code == 200 and "已暂停计时（待补充材料）" in paused.text
+        assert 'id="do-resume"' in paused.text and 'id="do-pause"' not in paused.text
+        assert "待企业补充营业执照副本" in paused.text and 'id="order-paused-since"' in paused.text
+        assert 'data-state="paused"' in paused.text
+        row = await db.fetchrow("SELECT status, paused_at, pause_reason FROM dispatch.orders WHERE order_id = $1",
+                                order_id)
+        assert row["status"] == "signed" and row["paused_at"] is not None
+        assert row["pause_reason"] == "待企业补充营业执照副本"
+
+        listed = await http.get("/console/orders", params={"due": "paused"})
+        assert order_id in listed.text and 'class="row-paused"' in listed.text
+        assert order_id not in (await http.get("/console/orders", params={"due": "returned"})).text
+        again = await http.post(f"/console/orders/{order_id}/act/pause", headers=headers,
+                                data={"action_id": "p-2", "reason": "再等"})
+        assert again.status_code == 409 and "ClockIsPausedOnce" in again.text
+
+        resumed = await http.post(f"/console/orders/{order_id}/act/resume", headers=headers,
+                                  data={"action_id": "p-3", "note": "营业执照副本已收到"})
+        assert resumed.status_code == 200 and "已恢复计时" in resumed.text and 'id="do-pause"' in resumed.text
+        assert await db.fetchval("SELECT paused_at FROM dispatch.orders WHERE order_id = $1", order_id) is None
+        assert order_id not in (await http.get("/console/orders", params={"due": "paused"})).text
+        bare = await http.post(f"/console/orders/{order_id}/act/pause", headers=headers,
+                               data={"action_id": "p-4", "reason": "待现场踏勘"})
+        assert bare.status_code == 200, "a second pause (at most 2 per order)"
+        assert (await http.post(f"/console/orders/{order_id}/act/resume", headers=headers,
+                                data={"action_id": "p-5"})).status_code == 200, "the note is optional"
+    await wait_for(lambda: len(rec.on(subjects.ORDER_RESUMED, order_id=order_id)) == 2 or None, what="resumed")
+    pauses = rec.on(subjects.ORDER_PAUSED, order_id=order_id)
+    assert [p["pause"]["reason"] for p in pauses] == ["待企业补充营业执照副本", "待现场踏勘"]
+    assert {p["actor"] for p in pauses} == {"张科长"}
+    assert rec.on(subjects.ORDER_RESUMED, order_id=order_id)[0]["note"] == "营业执照副本已收到"
+
+
+async def test_the_lead_unit_sees_returns_waiting_apart_from_paused_clocks(dispatch, js, db, rec):
+    event = registered(TRAFFIC, "交通出行")
+    await register(js, event)
+    order_id = (await wait_for(lambda: rec.on(subjects.ORDER_DISPATCHED, appeal_id=event.appeal_id), timeout=60))[0]["order_id"]
+    async with console(dispatch) as unit:
+        csrf = await log_in(unit, "token-traffic_police")
+        returned = await unit.post(f"/console/orders/{order_id}/act/return", headers={CSRF_HEADER: csrf},
+                                   data={"action_id": "r-1", "reason": "不属于交警职责"})
+        assert returned.status_code == 200 and await order_status(db, order_id) == "returned"
+    async with console(dispatch) as lead:
+        await log_in(lead, "token-approval_bureau")
+        waiting = await lead.get("/console/orders", params={"due": "returned"})
+        assert order_id in waiting.text and 'class="row-returned"' in waiting.text
+        assert order_id not in (await lead.get("/console/orders", params={"due": "paused"})).text
+        decisions = await lead.get("/console/decisions")
+        assert order_id in decisions.text and "不属于交警职责" in decisions.text
+
+
 async def test_an_expired_session_asks_for_the_token_again(dispatch, db):
     async with console(dispatch) as http:
         await log_in(http, "token-sanitation")

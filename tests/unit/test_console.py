@@ -41,16 +41,42 @@ def test_the_language_is_chinese_unless_english_is_asked_for():
     assert i18n.translate("fr", "nav.logout") == "退出" and i18n.translate("en", "no.such") == "no.such"
 
 
-def test_a_deadline_is_on_time_warning_overdue_paused_or_done():
-    def state(status, due=None, sign_due=None):
-        return views.deadline_state({"status": status, "due_at": due, "sign_due_at": sign_due}, NOW)
+def test_a_deadline_is_on_time_warning_overdue_paused_returned_or_done():
+    def state(status, due=None, sign_due=None, paused_at=None):
+        return views.deadline_state({"status": status, "due_at": due, "sign_due_at": sign_due,
+                                     "paused_at": paused_at}, NOW)
 
     assert state("signed", NOW + timedelta(days=3)) == "on_time"
     assert state("signed", NOW + timedelta(hours=5)) == "warning"
     assert state("signed", NOW - timedelta(minutes=1)) == "overdue"
     assert state("dispatched", NOW + timedelta(days=3), sign_due=NOW - timedelta(hours=1)) == "overdue"
-    assert state("returned", NOW - timedelta(days=1)) == "paused"
+    assert state("returned", NOW - timedelta(days=1)) == "returned", "waiting for the lead unit: not a paused clock"
     assert state("replied", NOW - timedelta(days=1)) == "done" and state("signed") == "on_time"
+
+
+def test_paused_means_the_clock_is_paused_not_a_return_waiting():
+    def state(due, paused_at=NOW - timedelta(hours=2), status="signed"):
+        return views.deadline_state({"status": status, "due_at": due, "paused_at": paused_at}, NOW)
+
+    assert state(NOW + timedelta(days=3)) == "paused"
+    assert state(NOW + timedelta(hours=5)) == "paused", "a paused clock does not warn"
+    assert state(None) == "paused"
+    assert state(NOW - timedelta(minutes=1)) == "overdue", "a pause after the deadline counts nothing"
+    assert state(NOW + timedelta(days=3), paused_at=None) == "on_time"
+    assert state(NOW + timedelta(days=3), status="returned") == "returned"
+    assert state(NOW + timedelta(days=3), status="replied") == "done"
+
+
+def test_a_signed_order_offers_pause_and_a_paused_one_resume():
+    signed = {"status": "signed", "paused_at": None}
+    paused = {"status": "signed", "paused_at": NOW}
+    assert views.unit_forms(signed) == ("progress", "extend", "reply", "escalate", "pause")
+    assert "pause" not in views.unit_forms(signed, pausing_allowed=False), "pauses.max_per_order 0: pausing off"
+    assert views.unit_forms(paused)[0] == "resume"
+    assert "pause" not in views.unit_forms(paused) and "extend" not in views.unit_forms(paused)
+    assert views.unit_forms({"status": "dispatched"}) == ("sign", "return")
+    assert views.unit_forms({"status": "returned"}) == () == views.unit_forms({"status": "closed"})
+    assert set(views.UNIT_FORMS["signed"]) | set(views.PAUSED_FORMS) <= set(inb.ORDER_ACTIONS)
 
 
 def test_due_filters_are_shanghai_calendar_days():
@@ -61,6 +87,8 @@ def test_due_filters_are_shanghai_calendar_days():
     assert week.due_to == datetime(2026, 12, 7, tzinfo=views.SHANGHAI), "to the end of Sunday"
     assert views.order_filter(NOW, due="overdue").overdue_at == NOW
     assert views.order_filter(NOW, due="paused").paused and views.order_filter(NOW, due="extension").pending_extension
+    assert not views.order_filter(NOW, due="paused").returned
+    assert views.order_filter(NOW, due="returned").returned and not views.order_filter(NOW, due="returned").paused
     assert views.order_filter(NOW, search="  CT-1 ").search == "CT-1"
 
 

@@ -64,8 +64,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
-UNIT_FORMS = {"dispatched": ("sign", "return"), "signed": ("progress", "extend", "reply", "escalate")}
-"""The holding unit's actions a page offers by order status (the use case decides; these are the sensible ones)."""
 BULK_ACTIONS = {
     "redispatch": ("redispatch", {}), "grant_extension": ("grant_extension", {}),
     "deny_extension": ("deny_extension", {}), "accept_return": ("decide_return", {"accept": True}),
@@ -361,7 +359,8 @@ def create_app(service: Service, district: District) -> FastAPI:
         timeline, source = await timeline_of(row["appeal_id"], history)
         mine = row["unit_code"] == who.unit.unit_code
         return {"order": row, "timeline": timeline, "timeline_source": source, "history": history,
-                "unit_forms": UNIT_FORMS.get(row["status"], ()) if mine else (), "reasons": _reasons(row)}
+                "unit_forms": views.unit_forms(row, district.pauses.max_per_order > 0) if mine else (),
+                "reasons": _reasons(row)}
 
     async def timeline_of(appeal_id: str, history: list[dict]) -> tuple[list[dict], str]:
         """The appeal's timeline from intake (who, when, what), else the steps dispatch's own orders record."""
@@ -383,6 +382,14 @@ def create_app(service: Service, district: District) -> FastAPI:
                              (o["closed_at"], f"closed ({name})")):
                 if at is not None:
                     steps.append({"at": at, "actor": name, "what": what})
+            for pause in _json_list(o.get("pauses")):
+                if pause.get("order_id") != o["order_id"]:
+                    continue  # a replaced order's pause: listed under that order
+                steps.append({"at": datetime.fromisoformat(pause["started_at"]), "actor": name,
+                              "what": f"clock paused by {name}: {pause.get('reason') or ''}"})
+                if pause.get("ended_at"):
+                    steps.append({"at": datetime.fromisoformat(pause["ended_at"]), "actor": name,
+                                  "what": "pause ended"})
         return sorted(steps, key=lambda s: s["at"]), "dispatch"
 
     @app.get("/orders/{order_id}")
@@ -462,7 +469,7 @@ def create_app(service: Service, district: District) -> FastAPI:
     async def decisions_context(who: Who) -> dict[str, Any]:
         now = clock.now()
         async with service.pool.acquire() as conn:
-            returns = await queries.orders(conn, views.order_filter(now, due="paused"))
+            returns = await queries.orders(conn, views.order_filter(now, due="returned"))
             extensions = await queries.orders(conn, views.order_filter(now, due="extension"))
             stamp = await queries.change_stamp(conn, who.scope)
         return {"returns": returns, "extensions": extensions, "stamp": stamp, "bulk_actions": tuple(BULK_ACTIONS)}
@@ -524,9 +531,14 @@ def create_app(service: Service, district: District) -> FastAPI:
     return app
 
 
+def _json_list(value: Any) -> list:
+    """A jsonb array column as a list (decoded by the pool's codec, or still text)."""
+    value = value or []
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
 def _reasons(row: dict[str, Any]) -> list[str]:
-    reasons = row.get("reasons") or []
-    return json.loads(reasons) if isinstance(reasons, str) else list(reasons)
+    return _json_list(row.get("reasons"))
 
 
 def register(service: Service, district: District) -> None:
