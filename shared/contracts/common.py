@@ -288,10 +288,22 @@ def error_message(err: Any) -> str:
     return printable(err["msg"].removeprefix("Value error, "), 500)
 
 
+_NAMED = re.compile(r"([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*): .+", re.ASCII | re.DOTALL)
+
+
 def field_errors(exc: ValidationError) -> list[FieldError]:
-    """One error per field, named by its dotted path, from a pydantic error."""
-    return [FieldError(field=printable(".".join(str(p) for p in err["loc"]) or "body", 200), message=error_message(err))
-            for err in exc.errors(include_url=False)]
+    """One error per field, named by its dotted path, from a pydantic error.
+
+    A rule over several fields (a model validator) names its field by starting its message with it
+    (``"rating: required unless outcome is given"``): the error is that field's, not the body's (the message
+    keeps its words whole)."""
+    out = []
+    for err in exc.errors(include_url=False):
+        field, message = ".".join(str(p) for p in err["loc"]), error_message(err)
+        if not field and (named := _NAMED.fullmatch(message)):
+            field = named.group(1)
+        out.append(FieldError(field=printable(field or "body", 200), message=message))
+    return out
 
 
 def parse_date(value: str) -> date:

@@ -573,6 +573,7 @@ PLAIN = {
     "sign": s.ORDER_SIGNED, "return": s.ORDER_RETURNED, "progress": s.ORDER_PROGRESSED,
     "extend": s.ORDER_EXTENSION_REQUESTED, "reply": s.ORDER_REPLIED, "escalate": s.ORDER_ESCALATION_REQUESTED,
     "grant_extension": s.ORDER_EXTENSION_GRANTED, "deny_extension": s.ORDER_EXTENSION_DENIED,
+    "pause": s.ORDER_PAUSED, "resume": s.ORDER_RESUMED,
 }
 # (action, status before, status after) of the order acted on
 ALLOWED = {
@@ -583,6 +584,7 @@ ALLOWED = {
     ("redispatch", "dispatched", "cancelled"), ("redispatch", "signed", "cancelled"),
     ("redispatch", "returned", "cancelled"),
     ("feedback", "replied", "closed"), ("feedback", "replied", "reopened"),
+    ("pause", "signed", "signed"), ("resume", "signed", "signed"),
 }
 REASONS = {UNKNOWN_ORDER, NOT_YOUR_ORDER, ILLEGAL_TRANSITION, RETURN_LIMIT_REACHED, INVALID}
 RULES_BY_NAME = {rule.name: rule for rule in rules.RULES}
@@ -629,7 +631,7 @@ payloads = st.builds(
 SENSIBLE = {
     OrderStatus.dispatched: ["sign", "return", "return", "sign", "return", "redispatch"],
     OrderStatus.signed: ["progress", "extend", "grant_extension", "deny_extension", "reply", "reply", "escalate",
-                         "redispatch"],
+                         "redispatch", "pause", "resume", "pause"],
     OrderStatus.returned: ["decide_return", "decide_return", "redispatch"],
     OrderStatus.replied: ["feedback"],
 }
