@@ -15,7 +15,6 @@ from services.dispatch.__main__ import create_service as create_dispatch
 from services.dispatch.console.sessions import COOKIE, CSRF_HEADER, LOGIN_COOKIE
 from shared.contracts import AppealRegistered, Party, subjects
 from tests.support import Recorder, publish, running, wait_for
-from tools.seed import seed
 
 pytestmark = pytest.mark.integration
 
@@ -291,8 +290,13 @@ async def test_the_language_switch_is_kept_in_a_cookie(dispatch):
         assert "本单位工单" in back.text and 'href="/console/orders?lang=en"' in back.text
 
 
+# unclear to the rules and the model, and used by no other test: the lead unit's dispatch below teaches the
+# model this text, and a later test expecting the same text to queue would see it dispatched
+UNCLEAR = "我们企业想反映一些发展中遇到的情况，希望有关部门能来企业坐坐，当面聊一聊。"
+
+
 async def test_the_lead_unit_dispatches_from_the_queue_and_bulk_says_why_each_refusal(dispatch, js, db, rec):
-    event = registered(seed()["other_demands_heard"][0]["content"])
+    event = registered(UNCLEAR)
     await register(js, event)
     await wait_for(lambda: rec.on(subjects.APPEAL_QUEUED, appeal_id=event.appeal_id), timeout=60, what="queued")
     traffic = registered(TRAFFIC, "交通出行")
