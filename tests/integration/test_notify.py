@@ -119,7 +119,10 @@ def start_notify(servers, js, db, monkeypatch, gateway, robots, smtp, district_f
             gateway.reset()
         async with running(create_service, servers, **settings) as service:
             if fresh:
-                await wait_for(lambda: idle(js, db), timeout=30, what="notify idle before the test")
+                try:
+                    await wait_for(lambda: idle(js, db), timeout=30, what="notify idle before the test")
+                except AssertionError as e:
+                    raise AssertionError(f"{e}; still pending: {await pending_summary(js, db)}") from None
                 gateway.reset()
                 robots.reset()
             yield service
@@ -142,13 +145,26 @@ async def recorder(nc):
     await rec.close()
 
 
+DUE_PENDING = ("status = 'pending' AND greatest(coalesce(next_attempt_at, now()), coalesce(not_before, now()))"
+               " <= now() + interval '1 minute'")
+
+
 async def idle(js, db) -> bool:
-    """No event waits for notify's consumers and no notification is pending."""
+    """No event waits for notify's consumers and no notification is pending that is due by now.
+
+    A pending one due weeks ahead (planned by an earlier test on a clock set to then) is not work in progress."""
     for durable in DURABLES:
         info = await js.consumer_info("CT_EVENTS", durable)
         if info.num_pending or info.num_ack_pending:
             return False
-    return await db.fetchval("SELECT count(*) = 0 FROM notify.notifications WHERE status = 'pending'")
+    return await db.fetchval(f"SELECT count(*) = 0 FROM notify.notifications WHERE {DUE_PENDING}")
+
+
+async def pending_summary(js, db) -> dict:
+    """What keeps notify from idle: its consumers' backlog and the pending notifications by kind and when due."""
+    backlog = {d: ((i := await js.consumer_info("CT_EVENTS", d)).num_pending, i.num_ack_pending) for d in DURABLES}
+    rows = await db.fetch(f"SELECT * FROM notify.notifications WHERE {DUE_PENDING} LIMIT 5")
+    return {"backlog": backlog, "pending": [dict(r) for r in rows]}
 
 
 # --- events as the other services publish them ---------------------------------------------------------------
