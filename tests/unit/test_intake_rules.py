@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.intake import domain
+from services.intake.duplicates import Candidate, DuplicateSettings, find_master, match_batch
 from shared.contracts import (
     AppealKind,
     AppealRejected,
@@ -82,3 +87,39 @@ def test_every_inbound_appeal_model_has_a_source_id_field_and_registers_appeals(
                                        "caller_phone": "13812345678", "content": "停电"})
     assert [a.source_id for a in domain.appeals_from(call)] == ["C-9"]
     assert getattr(call, domain.SOURCE_ID_FIELD[HotlineCall]) == "C-9"
+
+
+# --- duplicates: the batch finds what comparing each appeal with all before it finds -----------------------
+
+_TEXTS = ("门口路灯坏了，晚上很黑，请尽快修。", "门口路灯坏了一个多月还没修，晚上员工下班太黑。", "增值税留抵退税申请已提交一个月。",
+          "留抵退税一个月了还没到账，请加快。", "园区停水三天，水压不足影响生产。", "停水三天了，水压不足。")
+_T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+
+
+def _candidates(draw_list, prefix: str) -> list[Candidate]:
+    return [Candidate(appeal_id=f"{prefix}{i}", received_at=_T0 + timedelta(hours=h), content=_TEXTS[t],
+                      kind=kind, enterprise_uscc=uscc, contact_phone=phone, category=category, master_appeal_id=master)
+            for i, (h, t, kind, uscc, phone, category, master) in enumerate(draw_list)]
+
+
+_CANDIDATE = st.tuples(st.integers(-800, 48), st.integers(0, len(_TEXTS) - 1), st.sampled_from(["appeal", "consultation"]),
+                       st.sampled_from([None, "U1", "U2"]), st.sampled_from([None, "P1", "P2"]),
+                       st.sampled_from([None, "城市管理", "税费"]), st.sampled_from([None, "E0", "E1", "N0"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_CANDIDATE, max_size=8), st.lists(_CANDIDATE, min_size=1, max_size=12))
+def test_a_batch_finds_the_masters_that_comparing_each_new_appeal_with_every_appeal_before_it_finds(earlier, new):
+    earlier_c = [dataclasses.replace(c, master_appeal_id=None if c.master_appeal_id and c.master_appeal_id[0] == "N"
+                                     else c.master_appeal_id) for c in _candidates(earlier, "E")]
+    new_c = [dataclasses.replace(c, master_appeal_id=None) for c in _candidates(new, "N")]
+    rule = DuplicateSettings(min_similarity=0.2)
+    # the rule as the module states it: each new appeal, oldest first, against everything known before it
+    known = {c.appeal_id: c for c in earlier_c}
+    expected = {}
+    for appeal in sorted(new_c, key=lambda c: (c.received_at, c.appeal_id)):
+        match = find_master(appeal, list(known.values()), rule)
+        if match is not None:
+            expected[appeal.appeal_id] = match
+        known[appeal.appeal_id] = dataclasses.replace(appeal, master_appeal_id=match and match.master_appeal_id)
+    assert match_batch(new_c, earlier_c, rule) == expected
