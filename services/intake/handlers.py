@@ -101,6 +101,6 @@ def timeline_handler(service: Service):
 
     async def handle(batch: list[Delivery]) -> None:
         """Record every domain event about an appeal in its timeline, once per event id."""
-        await use_cases.record_timeline(service.unit_of_work(), [(d.subject, d.message, d.msg_id) for d in batch])
+        await use_cases.record_timeline(service.unit_of_work(), [(d.subject, d.message, d.msg_id, d.data) for d in batch])
 
     return handle

@@ -77,7 +77,8 @@ async def add_timeline(conn: asyncpg.Connection, entries: Sequence[TimelineEntry
         """,
         [e.event_id for e in entries], [e.appeal_id for e in entries], [e.subject for e in entries],
         [e.occurred_at for e in entries], [e.actor for e in entries], [e.what for e in entries],
-        [e.payload.model_dump_json() if e.payload is not None else "{}" for e in entries],
+        [e.body.decode() if e.body is not None else e.payload.model_dump_json() if e.payload is not None else "{}"
+         for e in entries],
     )
     return int(result.split()[-1])
 

@@ -182,12 +182,15 @@ async def split_appeal(uow, appeal_id: str, actor: str, reason: str | None = Non
     return Split("split", appeal_id, link.master_appeal_id, now, actor, event)
 
 
-async def record_timeline(uow, events: Sequence[tuple[str, BaseModel, str | None]]) -> int:
-    """Add each (subject, event, msg_id) about an appeal to its timeline, once per event id; returns how many were new.
+async def record_timeline(uow, events: Sequence[tuple[str, BaseModel, str | None]
+                                                 | tuple[str, BaseModel, str | None, bytes]]) -> int:
+    """Add each (subject, event, msg_id[, body]) about an appeal to its timeline, once per event id; returns how
+    many were new. ``body``, the JSON the event was read from, is stored as its payload as it is.
 
     Events that concern no appeal (a rejection, the monthly list) are left out.
     """
-    entries = [e for subject, event, msg_id in events if (e := domain.timeline_entry(subject, event, msg_id))]
+    entries = [e for subject, event, msg_id, *body in events
+               if (e := domain.timeline_entry(subject, event, msg_id, *body))]
     if not entries:
         return 0
     async with uow:

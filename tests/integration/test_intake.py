@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -193,3 +194,25 @@ async def test_the_http_status_routes_answer_as_the_query_does_and_errors_as_pro
         assert [e["field"] for e in invalid.json()["errors"]] == ["source_id"]
         too_long = await http.get("/appeals/" + "X" * 41)
         assert too_long.status_code == 422 and too_long.json()["errors"][0]["field"] == "appeal_id"
+
+
+async def _timeline_drained(js) -> bool:
+    info = await js.consumer_info("CT_EVENTS", "intake-ct_order_all")
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def test_a_domain_event_republished_under_another_message_id_enters_the_timeline_once_as_sent(intake, js, db):
+    appeal_id = f"CT-20261126-{uuid.uuid4().int % 10**6:06d}"
+    event_id = f"dis-{uuid.uuid4().hex}"
+    signed = {"event_id": event_id, "occurred_at": "2026-11-26T11:00:00.123456+08:00", "appeal_id": appeal_id,
+              "source_ref": "hotline:C-1", "correlation_id": "C-1", "actor": "李四", "order_id": f"WO-{appeal_id}-1",
+              "unit_code": "hrss", "unit": "区人社局"}
+    await publish(js, subjects.ORDER_SIGNED, signed, msg_id=event_id)
+    await publish(js, subjects.ORDER_SIGNED, signed, msg_id=f"{event_id}-again")  # past JetStream's window
+    await wait_for(lambda: db.fetchval("SELECT count(*) FROM intake.timeline WHERE appeal_id = $1", appeal_id),
+                   what="the timeline row")
+    await wait_for(lambda: _timeline_drained(js), what="both copies acked")
+    rows = await db.fetch("SELECT event_id, what, actor, payload FROM intake.timeline WHERE appeal_id = $1", appeal_id)
+    assert [(r["event_id"], r["what"], r["actor"]) for r in rows] == [(event_id, f"区人社局 signed for order WO-{appeal_id}-1",
+                                                                       "李四")]
+    assert json.loads(rows[0]["payload"]) == signed  # the event as it was delivered
