@@ -16,6 +16,7 @@ worker thread (composing there too, off the event loop).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import smtplib
@@ -29,7 +30,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Protocol
 
-import httpx
+import aiohttp
 
 from services.notify.domain import DeliveryPolicy, mask_address
 
@@ -115,17 +116,53 @@ def _http_status_error(status: int, what: str) -> DeliveryError:
     return DeliveryError(f"{what} answered HTTP {status}", retryable=retryable, status=status)
 
 
-async def _post_json(client: httpx.AsyncClient, url: str, body: dict, timeout: float, what: str) -> httpx.Response:
-    """POST with an overall deadline; transport failures and timeouts are retryable."""
-    try:
-        async with asyncio.timeout(timeout):
-            return await client.post(url, json=body, timeout=timeout)
-    except (TimeoutError, httpx.TimeoutException):
-        raise DeliveryError(f"{what} timed out after {timeout:g} s", retryable=True) from None
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        raise DeliveryError(f"{what}: bad URL: {exc}", retryable=False) from None
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"{what} unreachable: {type(exc).__name__}: {exc}", retryable=True) from None
+class JsonPoster:
+    """POSTs JSON to one channel's HTTP endpoints over a pool of kept-alive connections (aiohttp).
+
+    One per HTTP channel, so a channel never waits for connections another one
+    holds; the pool has ``concurrency`` connections (the channel's delivery
+    concurrency), created on the first post inside the running event loop and
+    closed by :meth:`aclose`. aiohttp parses responses in C (llhttp): a post costs
+    about 80 µs of CPU here, against 1.2 ms with httpx (issue 12, README
+    "Performance"). Proxies come from the environment (``HTTPS_PROXY``,
+    ``NO_PROXY``), as before. Transport failures and timeouts raise a retryable
+    :class:`DeliveryError`, a malformed or non-HTTP URL a final one.
+    """
+
+    def __init__(self, *, concurrency: int, timeout: float) -> None:
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=True,
+                                                  timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def post_json(self, url: str, body: dict, timeout: float, what: str) -> tuple[int, bytes]:
+        """POST ``body`` as UTF-8 JSON with an overall deadline; the answer's status and body."""
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._open().post(url, data=data, headers=_JSON) as response:
+                    return response.status, await response.read()
+        except TimeoutError:
+            raise DeliveryError(f"{what} timed out after {timeout:g} s", retryable=True) from None
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError, ValueError) as exc:
+            raise DeliveryError(f"{what}: bad URL: {exc}", retryable=False) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DeliveryError(f"{what} unreachable: {type(exc).__name__}: {exc}", retryable=True) from None
+
+    async def aclose(self) -> None:
+        """Close the pool's connections (the service stops)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
 
 
 class SmsGateway:
@@ -136,7 +173,7 @@ class SmsGateway:
     4xx are not.
     """
 
-    def __init__(self, url: str, client: httpx.AsyncClient, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, client: JsonPoster, timeout: float = 10.0) -> None:
         self.url = url
         self.client = client
         self.timeout = timeout
@@ -145,9 +182,9 @@ class SmsGateway:
         body = {"id": message.notification_id, "to": message.address, "text": message.text}
         to = mask_address("sms", message.address)
         try:
-            response = await _post_json(self.client, self.url, body, self.timeout, "SMS gateway")
-            if not 200 <= response.status_code < 300:
-                raise _http_status_error(response.status_code, "SMS gateway")
+            status, _ = await self.client.post_json(self.url, body, self.timeout, "SMS gateway")
+            if not 200 <= status < 300:
+                raise _http_status_error(status, "SMS gateway")
         except DeliveryError as exc:
             log.warning("sms %s to %s failed: %s", message.notification_id, to, exc.reason,
                         extra={"notification_id": message.notification_id, "retryable": exc.retryable})
@@ -409,7 +446,7 @@ class WeComWebhook:
     cut with an ellipsis.
     """
 
-    def __init__(self, client: httpx.AsyncClient, timeout: float = 10.0) -> None:
+    def __init__(self, client: JsonPoster, timeout: float = 10.0) -> None:
         self.client = client
         self.timeout = timeout
 
@@ -417,11 +454,11 @@ class WeComWebhook:
         where = mask_address("wecom", message.address)
         body = {"msgtype": "text", "text": {"content": _fit_bytes(message.text, WECOM_MAX_BYTES)}}
         try:
-            response = await _post_json(self.client, message.address, body, self.timeout, "WeCom webhook")
-            if response.status_code != 200:
-                raise _http_status_error(response.status_code, "WeCom webhook")
+            status, content = await self.client.post_json(message.address, body, self.timeout, "WeCom webhook")
+            if status != 200:
+                raise _http_status_error(status, "WeCom webhook")
             try:
-                answer = response.json()
+                answer = json.loads(content)
                 errcode = int(answer.get("errcode"))
             except (ValueError, TypeError, AttributeError):
                 raise DeliveryError("WeCom webhook answered without an errcode", retryable=False, status=200) from None

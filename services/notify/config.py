@@ -17,10 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import yaml
 
-from services.notify.channels import Channels, SmsGateway, SmtpMailer, UnconfiguredChannel, WeComWebhook
+from services.notify.channels import Channels, JsonPoster, SmsGateway, SmtpMailer, UnconfiguredChannel, WeComWebhook
 from services.notify.domain import NotifyRules, RulesError, rules_from_document
 from shared.district import District, load_district
 from shared.settings import Settings
@@ -32,9 +31,8 @@ HTTP_CHANNELS: tuple[str, ...] = ("sms", "wecom")
 
 HTTP_CONCURRENCY = 16
 """Requests one HTTP channel's delivery worker has in flight at once, and the size of that channel's own
-connection pool (all kept alive). Requests never queue for a connection, and the pool stays small: httpcore
-looks at every pooled connection (a readability check each, and a quadratic count of the idle ones) whenever
-a request starts or ends. A channel of its own pool never waits for connections another channel holds."""
+connection pool (all kept alive), so requests never queue for a connection. A channel of its own pool never
+waits for connections another channel holds."""
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.yaml")
 
@@ -52,8 +50,8 @@ class Context:
     settings: Settings
     rules: NotifyRules
     district: District
-    http: dict[str, httpx.AsyncClient]
-    """The HTTP client of each HTTP channel (``sms``, ``wecom``)."""
+    http: dict[str, JsonPoster]
+    """The HTTP client of each HTTP channel (``sms``, ``wecom``), each with its own connection pool."""
     channels: Channels
     wake_events: dict[str, asyncio.Event] = field(default_factory=lambda: {c: asyncio.Event() for c in CHANNELS})
 
@@ -120,8 +118,7 @@ def build_context(settings: Settings, *, rules: NotifyRules | None = None,
     warn_of_a_short_budget(rules)
     timeout = rules.delivery.timeout_seconds
     concurrency = settings.notify_http_concurrency  # NOTIFY_HTTP_CONCURRENCY, default HTTP_CONCURRENCY
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    http = {channel: httpx.AsyncClient(timeout=timeout, limits=limits) for channel in HTTP_CHANNELS}
+    http = {channel: JsonPoster(concurrency=concurrency, timeout=timeout) for channel in HTTP_CHANNELS}
     if settings.sms_gateway_url:
         sms = SmsGateway(settings.sms_gateway_url, http["sms"], timeout=timeout)
     else:
@@ -143,7 +140,7 @@ def http_client_closer(ctx: Context):
         try:
             await asyncio.Event().wait()
         finally:
-            for client in ctx.http.values():
-                await client.aclose()
+            for poster in ctx.http.values():
+                await poster.aclose()
 
     return close_http_client_at_stop

@@ -24,6 +24,7 @@ from services.notify.channels import (
     WECOM_MAX_BYTES,
     Channels,
     DeliveryError,
+    JsonPoster,
     OutboundMessage,
     SmsGateway,
     SmtpMailer,
@@ -60,6 +61,15 @@ async def sink():
 
 @pytest.fixture
 async def client():
+    """Notify's own HTTP client, as each HTTP channel has one."""
+    poster = JsonPoster(concurrency=4, timeout=2.0)
+    yield poster
+    await poster.aclose()
+
+
+@pytest.fixture
+async def http():
+    """A plain HTTP client, to talk to the sink itself."""
     async with httpx.AsyncClient() as c:
         yield c
 
@@ -167,16 +177,16 @@ async def test_a_planned_receipt_goes_through_the_channels_to_the_sink(sink, cli
     assert not info.value.retryable
 
 
-async def test_the_sink_serves_its_messages_and_takes_orders_over_http(sink, client):
-    assert (await client.post(f"{sink.base_url}/control/fail", json={"count": 1, "status": 503})).status_code == 200
-    first = await client.post(sink.url, json={"id": "a1", "to": PHONE, "text": "你好"})
-    second = await client.post(sink.url, json={"id": "a1", "to": PHONE, "text": "你好"})
-    bad = await client.post(sink.url, json={"id": "", "to": PHONE})
+async def test_the_sink_serves_its_messages_and_takes_orders_over_http(sink, http):
+    assert (await http.post(f"{sink.base_url}/control/fail", json={"count": 1, "status": 503})).status_code == 200
+    first = await http.post(sink.url, json={"id": "a1", "to": PHONE, "text": "你好"})
+    second = await http.post(sink.url, json={"id": "a1", "to": PHONE, "text": "你好"})
+    bad = await http.post(sink.url, json={"id": "", "to": PHONE})
     assert (first.status_code, second.status_code, bad.status_code) == (503, 200, 400)
-    listed = (await client.get(f"{sink.base_url}/messages")).json()
+    listed = (await http.get(f"{sink.base_url}/messages")).json()
     assert [(m["id"], m["text"]) for m in listed] == [("a1", "你好")]
-    assert (await client.post(f"{sink.base_url}/control/reset")).status_code == 200
-    assert (await client.get(f"{sink.base_url}/messages")).json() == []
+    assert (await http.post(f"{sink.base_url}/control/reset")).status_code == 200
+    assert (await http.get(f"{sink.base_url}/messages")).json() == []
 
 
 async def test_the_sink_runs_as_a_program():
