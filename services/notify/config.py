@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from services.notify.channels import Channels, JsonPoster, SmsGateway, SmtpMailer, UnconfiguredChannel, WeComWebhook
-from services.notify.domain import NotifyRules, RulesError, rules_from_document
+from services.notify.domain import NotifyRules, RulesError, TemplateKind, rules_from_document
 from shared.district import District, load_district
 from shared.settings import Settings
 
@@ -53,13 +53,21 @@ class Context:
     http: dict[str, JsonPoster]
     """The HTTP client of each HTTP channel (``sms``, ``wecom``), each with its own connection pool."""
     channels: Channels
-    wake_events: dict[str, asyncio.Event] = field(default_factory=lambda: {c: asyncio.Event() for c in CHANNELS})
+    receipt_lanes: frozenset[str] = frozenset()
+    """The channels the rules send receipts on: each has a second delivery worker that claims receipts only."""
+    wake_events: dict[str, list[asyncio.Event]] = field(default_factory=dict)
+    """The wake-up event of each delivery worker, by channel (a channel with a receipt lane has two)."""
+
+    def wake_event(self, channel: str) -> asyncio.Event:
+        """A new wake-up event, for one delivery worker of ``channel``."""
+        event = asyncio.Event()
+        self.wake_events.setdefault(channel, []).append(event)
+        return event
 
     def wake(self, channels: Iterable[str] = CHANNELS) -> None:
         """Tell the delivery workers of these channels that new messages wait (after a commit)."""
         for channel in set(channels):
-            event = self.wake_events.get(channel)
-            if event is not None:
+            for event in self.wake_events.get(channel, ()):
                 event.set()
 
 
@@ -110,6 +118,11 @@ def warn_of_a_short_budget(rules: NotifyRules) -> float:
     return covered
 
 
+def receipt_lanes(rules: NotifyRules) -> frozenset[str]:
+    """The channels that get a receipt lane: those the rules send receipts on (SMS, the enterprise's channel)."""
+    return rules.channels_for(TemplateKind.receipt) & set(CHANNELS)
+
+
 def build_context(settings: Settings, *, rules: NotifyRules | None = None,
                   district: District | None = None) -> Context:
     """The context of one process; ``rules`` and ``district`` replace the configured files (tests, tools)."""
@@ -118,7 +131,10 @@ def build_context(settings: Settings, *, rules: NotifyRules | None = None,
     warn_of_a_short_budget(rules)
     timeout = rules.delivery.timeout_seconds
     concurrency = settings.notify_http_concurrency  # NOTIFY_HTTP_CONCURRENCY, default HTTP_CONCURRENCY
-    http = {channel: JsonPoster(concurrency=concurrency, timeout=timeout) for channel in HTTP_CHANNELS}
+    lanes = receipt_lanes(rules)
+    # a channel with a receipt lane has two workers of ``concurrency`` each: its pool holds both, so neither waits
+    http = {channel: JsonPoster(concurrency=concurrency * (2 if channel in lanes else 1), timeout=timeout)
+            for channel in HTTP_CHANNELS}
     if settings.sms_gateway_url:
         sms = SmsGateway(settings.sms_gateway_url, http["sms"], timeout=timeout)
     else:
@@ -130,7 +146,8 @@ def build_context(settings: Settings, *, rules: NotifyRules | None = None,
         "email": SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender, timeout=timeout),
         "wecom": WeComWebhook(http["wecom"], timeout=timeout),
     })
-    return Context(settings=settings, rules=rules, district=district, http=http, channels=channels)
+    return Context(settings=settings, rules=rules, district=district, http=http, channels=channels,
+                   receipt_lanes=lanes)
 
 
 def http_client_closer(ctx: Context):

@@ -1,4 +1,6 @@
-"""The delivery workers: one per channel, so a slow or failing channel never holds up the others.
+"""The delivery workers: one per channel, so a slow or failing channel never holds up the others,
+and a second one on each channel that carries receipts (SMS), claiming receipts only, so a round
+of liaison messages in flight never delays an enterprise's receipt (the receipt lane).
 
 Each worker is a background task of every replica. A round:
 
@@ -69,36 +71,46 @@ MAX_INTERRUPTED = 3
 
 
 def register(service: Service, ctx: Context) -> None:
-    """Add one delivery worker per channel to the service's background tasks."""
+    """Add one delivery worker per channel to the service's background tasks, and the receipt lanes' workers."""
+    concurrency = ctx.settings.notify_http_concurrency
     for channel in CHANNELS:
         RESENDS.labels(channel)  # from 0, so the first resend after a start shows in increase()
-        service.background.append(DeliveryWorker(ctx, channel, concurrency=ctx.settings.notify_http_concurrency).task())
+        service.background.append(DeliveryWorker(ctx, channel, concurrency=concurrency).task())
+        if channel in ctx.receipt_lanes:
+            service.background.append(DeliveryWorker(ctx, channel, concurrency=concurrency, receipts_only=True).task())
 
 
 class DeliveryWorker:
-    """Delivers the due messages of one channel."""
+    """Delivers the due messages of one channel; with ``receipts_only``, its receipts alone (the receipt lane).
 
-    def __init__(self, ctx: Context, channel: str, *, batch: int = BATCH,
-                 poll_interval: float = POLL_INTERVAL_S, concurrency: int = HTTP_CONCURRENCY) -> None:
+    The lane's worker claims only receipts, in rounds of its own, so a receipt is sent
+    while the channel's other worker still has a round of liaison messages in flight;
+    that worker takes receipts too (first), when the lane is behind.
+    """
+
+    def __init__(self, ctx: Context, channel: str, *, batch: int = BATCH, poll_interval: float = POLL_INTERVAL_S,
+                 concurrency: int = HTTP_CONCURRENCY, receipts_only: bool = False) -> None:
         self.ctx = ctx
         self.channel = channel
         self.batch = batch
         self.poll_interval = poll_interval
         self.concurrency = concurrency
+        self.receipts_only = receipts_only
+        self.wake = ctx.wake_event(channel)
 
     def task(self):
-        """The worker as a background task of :class:`~shared.service.Service`, named after its channel."""
+        """The worker as a background task of :class:`~shared.service.Service`, named after its channel and lane."""
 
         async def deliver(service: Service) -> None:
             await self.run(service)
 
-        deliver.__name__ = f"deliver_{self.channel}"
+        deliver.__name__ = f"deliver_{self.channel}" + ("_receipts" if self.receipts_only else "")
         deliver.worker = self  # type: ignore[attr-defined] - for operations tools and tests
         return deliver
 
     async def run(self, service: Service) -> None:
         """The background task: deliver what is due, then wait for a wake-up or the next poll."""
-        wake = self.ctx.wake_events[self.channel]
+        wake = self.wake
         while True:
             wake.clear()
             try:
@@ -122,7 +134,8 @@ class DeliveryWorker:
         lease = timedelta(seconds=policy.timeout_seconds * 2)
         now = clock.now()
         async with service.pool.acquire() as conn:
-            claims = await store.claim_due(conn, self.channel, now, now + lease, self.batch)
+            claims = await store.claim_due(conn, self.channel, now, now + lease, self.batch,
+                                           receipts_only=self.receipts_only)
         if not claims:
             return 0
         given_up = [c for c in claims if c.unknown > MAX_INTERRUPTED]

@@ -201,41 +201,45 @@ class Claim:
 
 
 async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease_until: datetime,
-                    limit: int) -> list[Claim]:
+                    limit: int, *, receipts_only: bool = False) -> list[Claim]:
     """Take up to ``limit`` due pending messages of ``channel`` under a lease, in one short transaction.
 
     ``SKIP LOCKED`` lets replicas claim side by side; moving ``next_attempt_at`` to the
     lease's end hides a claimed row from the others until the outcome is recorded, or
     until the lease runs out when the worker died mid-send. Receipts come first, then
-    urgent appeals' messages, then the oldest: a burst of liaison messages never holds
-    back an enterprise's receipt for more than the round already in flight.
+    urgent appeals' messages, then the oldest. ``receipts_only`` is the receipt lane's
+    claim (receipts alone, read from the partial index ``notifications_due_receipts``),
+    so a round of liaison messages in flight never holds back an enterprise's receipt.
     """
-    rows = await conn.fetch(
-        """
-        UPDATE notifications n
-        SET claims = n.claims + 1, locked_until = $3, next_attempt_at = $3
-        FROM (
-            SELECT notification_id FROM notifications
-            WHERE status = 'pending' AND channel = $1 AND next_attempt_at <= $2 AND not_before <= $2
-              AND (locked_until IS NULL OR locked_until <= $2)
-            ORDER BY template_kind = 'receipt' DESC, urgent DESC, next_attempt_at
-            LIMIT $4
-            FOR UPDATE SKIP LOCKED
-        ) due
-        WHERE n.notification_id = due.notification_id
-        RETURNING n.notification_id, n.channel, n.address, n.text, n.subject, n.appeal_id, n.cause_event_id,
-                  n.correlation_id, n.template, n.claims, n.attempts,
-                  (SELECT count(*) FROM delivery_attempts a
-                   WHERE a.notification_id = n.notification_id AND a.outcome IN ('sending', 'unknown')
-                     AND a.attempt > n.retry_from_claim) AS unknown
-        """,
-        channel, now, lease_until, limit,
-    )
+    rows = await conn.fetch(_CLAIM_RECEIPTS if receipts_only else _CLAIM, channel, now, lease_until, limit)
     return [
         Claim(r["notification_id"], r["channel"], r["address"], r["text"], r["subject"], r["appeal_id"],
               r["cause_event_id"], r["correlation_id"], r["template"], r["claims"], r["attempts"] + 1, r["unknown"])
         for r in rows
     ]
+
+
+_CLAIM_TEMPLATE = """
+UPDATE notifications n
+SET claims = n.claims + 1, locked_until = $3, next_attempt_at = $3
+FROM (
+    SELECT notification_id FROM notifications
+    WHERE status = 'pending' AND channel = $1 {kind}AND next_attempt_at <= $2 AND not_before <= $2
+      AND (locked_until IS NULL OR locked_until <= $2)
+    ORDER BY template_kind = 'receipt' DESC, urgent DESC, next_attempt_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+) due
+WHERE n.notification_id = due.notification_id
+RETURNING n.notification_id, n.channel, n.address, n.text, n.subject, n.appeal_id, n.cause_event_id,
+          n.correlation_id, n.template, n.claims, n.attempts,
+          (SELECT count(*) FROM delivery_attempts a
+           WHERE a.notification_id = n.notification_id AND a.outcome IN ('sending', 'unknown')
+             AND a.attempt > n.retry_from_claim) AS unknown
+"""
+_CLAIM = _CLAIM_TEMPLATE.format(kind="")
+_CLAIM_RECEIPTS = _CLAIM_TEMPLATE.format(kind="AND template_kind = 'receipt' ")
+"""The kind is written into the text (not a parameter), so the planner can match the partial index."""
 
 
 CUT_SHORT = "cut short before its outcome was recorded"

@@ -307,6 +307,32 @@ async def test_a_slow_gateway_does_not_hold_up_email_and_wecom(notify, js, db, g
     await wait_for(lambda: settled(db, event.event_id), what="the SMS delivered after all")
 
 
+async def test_a_receipt_is_sent_while_a_round_of_liaison_sms_is_still_in_flight(notify, js, db, gateway):
+    """The receipt lane: without it the receipt would wait for the whole round of 96 work notices (3 s)."""
+    gateway.delay_seconds = 0.5  # each SMS half a second at the gateway: 96 at 16 in flight take 3 s
+    cause = f"int-burst-{uuid.uuid4().hex}"
+    phones = [a_phone() for _ in range(96)]
+    await db.execute(
+        """
+        INSERT INTO notify.notifications (notification_id, cause_event_id, cause_subject, appeal_id, channel, address,
+            recipient_role, template, template_kind, lang, text, not_before, next_attempt_at)
+        SELECT $1 || '-' || p, $1, 'ct.order.dispatched', 'CT-20261126-BURST', 'sms', p, 'liaison', 'order_new',
+               'work_notice', 'zh', '【企业咖啡时】新主办工单WO-BURST，请及时签收。', now(), now()
+        FROM unnest($2::text[]) AS p
+        """,
+        cause, phones,
+    )
+    burst_sent = "SELECT count(*) FROM notify.notifications WHERE cause_event_id = $1 AND status = 'delivered'"
+    await wait_for(lambda: db.fetchval("SELECT count(*) > 0 FROM notify.delivery_attempts "
+                                       "WHERE notification_id LIKE $1 || '-%'", cause), what="the burst in flight")
+    event = registered(an_appeal_id(), a_phone())
+    await send(js, subjects.APPEAL_REGISTERED, event)
+    [receipt] = await wait_for(lambda: settled(db, event.event_id), timeout=10, what="the receipt delivered")
+    assert receipt["status"] == "delivered" and receipt["template"] == "receipt"
+    assert await db.fetchval(burst_sent, cause) < 96  # the liaisons' round had not ended
+    await wait_for(lambda: db.fetchval(burst_sent + " HAVING count(*) = 96", cause), what="the burst delivered")
+
+
 # --- effectively once ------------------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from services.notify.domain.quiet_hours import QuietHoursPolicy
 from services.notify.domain.ratings import RATING_INSTRUCTIONS
 from services.notify.domain.recipients import ChannelName, RecipientRole
 from services.notify.domain.retries import DeliveryPolicy
-from services.notify.domain.templates import ELLIPSIS, TEMPLATE_VARIABLES, SmsPolicy, Template, render
+from services.notify.domain.templates import ELLIPSIS, TEMPLATE_VARIABLES, SmsPolicy, Template, TemplateKind, render
 from shared.contracts import subjects
 from shared.contracts.subjects import subject_matches
 
@@ -107,6 +107,10 @@ class NotifyRules(BaseModel):
     delivery: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     rules: list[Rule]
     templates: dict[str, Template]
+
+    def channels_for(self, kind: TemplateKind) -> frozenset[str]:
+        """The channels on which some rule sends a template of ``kind`` (receipts: the channels with a receipt lane)."""
+        return frozenset(c for r in self.rules if self.templates[r.template].kind == kind for c in r.channels)
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifyRules:
