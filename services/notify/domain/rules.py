@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from services.notify.domain.quiet_hours import QuietHoursPolicy
 from services.notify.domain.ratings import RATING_INSTRUCTIONS
@@ -48,8 +48,10 @@ class Rule(BaseModel):
         ``when`` names fields of the event's contract model (``outcome``, ``level``,
         ``accepted``; a dotted path reaches into a nested model).
         """
-        if not subject_matches(self.subject, subject):
-            return False
+        return subject_matches(self.subject, subject) and self.applies(event)
+
+    def applies(self, event: BaseModel) -> bool:
+        """Whether every ``when`` field of the event has an accepted value (the subject aside)."""
         for path, expected in self.when.items():
             actual = _lookup(event, path)
             accepted = expected if isinstance(expected, list) else [expected]
@@ -107,6 +109,9 @@ class NotifyRules(BaseModel):
     delivery: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     rules: list[Rule]
     templates: dict[str, Template]
+    _by_subject: dict[str, tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
+    """The rules whose subject pattern matches each subject seen, for the list ``_by_subject_of``."""
+    _by_subject_of: list[Rule] | None = PrivateAttr(default=None)
 
     def channels_for(self, kind: TemplateKind) -> frozenset[str]:
         """The channels on which some rule sends a template of ``kind`` (receipts: the channels with a receipt lane)."""
@@ -135,8 +140,13 @@ class NotifyRules(BaseModel):
         return self
 
     def matching(self, subject: str, event: BaseModel) -> list[Rule]:
-        """The rules that apply to an event, in file order."""
-        return [r for r in self.rules if r.matches(subject, event)]
+        """The rules that apply to an event, in file order (those of its subject found once per subject)."""
+        if self._by_subject_of is not self.rules:  # a copy with other rules (model_copy) starts afresh
+            self._by_subject, self._by_subject_of = {}, self.rules
+        of_subject = self._by_subject.get(subject)
+        if of_subject is None:
+            of_subject = self._by_subject[subject] = tuple(r for r in self.rules if subject_matches(r.subject, subject))
+        return [r for r in of_subject if r.applies(event)]
 
 
 def _lookup(event: BaseModel, path: str) -> Any:
