@@ -49,7 +49,6 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 #: kinds never merged: a consultation is answered at once, a praise needs no handling
 NOT_MERGED_KINDS = frozenset({"consultation", "praise"})
@@ -108,7 +107,6 @@ def normalise(text: str) -> str:
     return _DROP.sub(" ", s)
 
 
-@lru_cache(maxsize=4096)  # an enterprise's earlier appeals are compared with each of its new ones
 def bigrams(text: str) -> frozenset[str]:
     """The character pairs of a normalised text, never across a removed stretch; a lone character counts alone."""
     out: set[str] = set()
@@ -121,7 +119,10 @@ def bigrams(text: str) -> frozenset[str]:
 
 def similarity(a: str, b: str) -> float:
     """Jaccard similarity of the two texts' character pairs, 0 (nothing shared) to 1 (the same pairs)."""
-    x, y = bigrams(a), bigrams(b)
+    return _jaccard(bigrams(a), bigrams(b))
+
+
+def _jaccard(x: frozenset[str], y: frozenset[str]) -> float:
     if not x or not y:
         return 0.0
     return len(x & y) / len(x | y)
@@ -153,6 +154,7 @@ def find_master(appeal: Candidate, earlier: Sequence[Candidate], settings: Dupli
         return None
     since = appeal.received_at - timedelta(days=settings.window_days)
     by_id = known if known is not None else {c.appeal_id: c for c in earlier}
+    mine: frozenset[str] | None = None  # the new text's bigrams, once the first candidate gets this far
     best: tuple[float, datetime, str] | None = None
     for c in earlier:
         if c.appeal_id == appeal.appeal_id or c.kind in NOT_MERGED_KINDS:
@@ -163,7 +165,9 @@ def find_master(appeal: Candidate, earlier: Sequence[Candidate], settings: Dupli
             continue
         if not categories_agree(appeal.category, c.category):
             continue
-        score = similarity(appeal.content, c.content)
+        if mine is None:
+            mine = bigrams(appeal.content)
+        score = _jaccard(mine, bigrams(c.content))
         if score < settings.min_similarity:
             continue
         root = c.master_appeal_id or c.appeal_id
