@@ -38,12 +38,13 @@ co-handlers, and units whose content matched and that score at least
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field, replace
 
 from services.dispatch.domain.text_model import ModelSuggestion
 from shared.contracts.common import AppealKind
 from shared.contracts.events import AppealRegistered
-from shared.district import Category, District, Unit, UnitKind
+from shared.district import Category, District, RoutingRule, Unit, UnitKind
 
 KEYWORD_POINTS = 1.0
 AREA_POINTS = 2.0
@@ -154,12 +155,57 @@ class _Tally:
 
 def _longest(found: list[str]) -> list[str]:
     """Drop every term contained in another found term (左转 inside 左转车道), keeping order."""
+    if len(found) < 2:
+        return found
     unique = list(dict.fromkeys(found))
     return [t for t in unique if not any(t != other and t in other for other in unique)]
 
 
-def _found(terms: list[str], text: str) -> list[str]:
-    return _longest([t for t in terms if t and t in text])
+@dataclass(frozen=True)
+class _Index:
+    """What :func:`route` reads of a district on every appeal, gathered once per district object."""
+
+    units: tuple[Unit, ...]
+    """The handling units, in the district's order."""
+    order: dict[str, int]
+    rules: tuple[tuple[RoutingRule, str], ...]
+    """The rules of handling units, with their unit's name."""
+    areas: frozenset[str]
+    keywords: frozenset[str]
+    own_areas: dict[str, set[str]]
+    """Each unit's areas in its rules: its own ground, named in a text it says where, not who."""
+    labels: tuple[tuple[str, str], ...]
+    """(name or alias of at least two characters, unit code) of every handling unit, in order."""
+    unscored: dict[str, UnitChoice]
+    """Each unit's candidate line when nothing pointed at it (score 0, no reasons; immutable, so shared)."""
+
+
+_INDEXES: dict[int, tuple[weakref.ref, _Index]] = {}
+
+
+def _index(district: District) -> _Index:
+    """The district's :class:`_Index`, built on its first appeal (a district object is never changed in place)."""
+    cached = _INDEXES.get(id(district))
+    if cached is not None and cached[0]() is district:
+        return cached[1]
+    units = tuple(handling_units(district))
+    names = {u.unit_code: u.name for u in units}
+    own_areas: dict[str, set[str]] = {}
+    for rule in district.routing:
+        own_areas.setdefault(rule.unit, set()).update(rule.areas)
+    index = _Index(
+        units=units,
+        order={u.unit_code: i for i, u in enumerate(district.units)},
+        rules=tuple((r, names[r.unit]) for r in district.routing if r.unit in names),
+        areas=frozenset(t for r in district.routing for t in r.areas if t),
+        keywords=frozenset(t for r in district.routing for t in r.keywords if t),
+        own_areas=own_areas,
+        labels=tuple((label, u.unit_code) for u in units for label in (u.name, *u.aliases) if len(label) >= 2),
+        unscored={u.unit_code: _Tally(u).choice() for u in units},
+    )
+    key = id(district)
+    _INDEXES[key] = (weakref.ref(district, lambda _, key=key: _INDEXES.pop(key, None)), index)
+    return index
 
 
 def handling_units(district: District) -> list[Unit]:
@@ -231,17 +277,18 @@ def route(district: District, appeal: RoutingInput, suggestion: ModelSuggestion 
     place_text = content + "\n" + (appeal.address or "")
     hint_cat = district.category(appeal.category_hint.strip() if appeal.category_hint else None)
     hint_labels = {hint_cat.name, hint_cat.code, *hint_cat.aliases} if hint_cat else set()
-    tallies = {u.unit_code: _Tally(u) for u in handling_units(district)}
+    index = _index(district)
+    tallies = {u.unit_code: _Tally(u) for u in index.units}
+    # every term looked for once per appeal; each rule then keeps its own found terms, in its order
+    areas_here = {t for t in index.areas if t in place_text}
+    keywords_here = {t for t in index.keywords if t in content}
 
-    for rule in district.routing:
-        tally = tallies.get(rule.unit)
-        if tally is None:
-            continue
-        name = tally.unit.name
-        areas = _found(rule.areas, place_text)
+    for rule, name in index.rules:
+        tally = tallies[rule.unit]
+        areas = _longest([t for t in rule.areas if t in areas_here]) if areas_here else []
         if rule.areas and not areas:
             continue  # a local rule counts only on its own ground
-        keywords = _found(rule.keywords, content)
+        keywords = _longest([t for t in rule.keywords if t in keywords_here]) if keywords_here else []
         if rule.areas and rule.keywords and not keywords:
             continue  # a place alone says where, not who: 黄水镇's power lines are the power company's
         if areas:
@@ -259,14 +306,8 @@ def route(district: District, appeal: RoutingInput, suggestion: ModelSuggestion 
         t.add(CATEGORY_DEFAULT_POINTS, f"category {hint_cat.name} defaults to {t.unit.name}")
 
     # units named in the text, unless the name is one of its areas: "黄水镇" in an appeal says where, not who
-    own_areas: dict[str, set[str]] = {}
-    for rule in district.routing:
-        own_areas.setdefault(rule.unit, set()).update(rule.areas)
-    named: list[tuple[str, str]] = []
-    for code, t in tallies.items():
-        for label in (t.unit.name, *t.unit.aliases):
-            if len(label) >= 2 and label in content:
-                named.append((label, code))
+    own_areas = index.own_areas
+    named = [(label, code) for label, code in index.labels if label in content]
     labels = _longest([label for label, _ in named])
     named_units: set[str] = set()
     for label, code in named:
@@ -306,9 +347,9 @@ def route(district: District, appeal: RoutingInput, suggestion: ModelSuggestion 
         elif unit not in explicit_co:
             explicit_co.append(unit)
 
-    order = {u.unit_code: i for i, u in enumerate(district.units)}
+    order = index.order
     ranked = sorted(tallies.values(), key=lambda t: (-t.score, order[t.unit.unit_code]))
-    candidates = tuple(t.choice() for t in ranked)
+    candidates = tuple(t.choice() if t.reasons else index.unscored[t.unit.unit_code] for t in ranked)
     best = ranked[0] if ranked else None
     runner_up = ranked[1] if len(ranked) > 1 else None
     best_score = best.score if best else 0.0
