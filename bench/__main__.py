@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import asyncpg
 import nats
 
-from bench import baselines, deadlines, pipeline, replicas, scrape
+from bench import baselines, deadlines, pgstats, pipeline, replicas, scrape
 from bench.machine import host_info, server_info
 from bench.memory import CpuMeter, RssSampler, find_process
 from bench.report import RESULTS, TARGETS, render, write_json
@@ -201,6 +201,7 @@ async def run(args: argparse.Namespace) -> dict:
             sampler.set_phase("throughput")
             say(f"throughput: full load for {args.duration:g} s, then the drain (≤ {args.drain_timeout:g} s) ...")
             before = await scrape.snapshot(stack.urls())
+            pg_before = await pgstats.snapshot(conn)
             meter = CpuMeter(cpu_pids)
             meter.start()
             results["throughput"] = await pipeline.throughput_phase(
@@ -216,6 +217,8 @@ async def run(args: argparse.Namespace) -> dict:
             sampler.set_phase("settle")
             waited = await pipeline.wait_for_quiet(observer, timeout=5)
             say(f"  quiet after {waited} s")
+            results["throughput"]["postgres"] = pgstats.per_appeal(
+                pg_before, await pgstats.snapshot(conn), results["throughput"]["done_after_drain"]["dispatched"])
 
         if "replicas" in args.phases and args.replicas:
             say(f"replicas: {args.replica_duration:g} s of full load with one process each, then "

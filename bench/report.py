@@ -104,6 +104,16 @@ def render(r: dict) -> str:
                  f"{cpu.get('cpu_s_other_processes', '-')} CPU-s), per appeal dispatched ({cpu['units']:,}):")
             line("  " + ", ".join(f"{name} {p['cpu_ms_per_appeal']} ms ({p['share'] * 100:.0f}%)"
                                   for name, p in cpu["per_process"].items() if p["cpu_s"] > 0))
+    pg = (r.get("throughput") or {}).get("postgres")
+    if pg:
+        db = pg["database"]
+        line("")
+        line(f"POSTGRESQL  throughput phase and its drain, per appeal dispatched ({pg['appeals']:,}): "
+             f"{db['xact_commit']} commits, {pg['rows_written']} rows written ({db['tup_inserted']} inserted, "
+             f"{db['tup_updated']} updated, {db['tup_deleted']} deleted), {db['tup_fetched']} fetched")
+        for t in pg["tables"]:
+            line(f"  {t['table']:44} {t['rows']:>6} rows  (ins {t['inserted']}, upd {t['updated']}, "
+                 f"del {t['deleted']})")
     lat = r.get("latency")
     if lat:
         line("")

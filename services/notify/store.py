@@ -206,10 +206,12 @@ async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease
 
     ``SKIP LOCKED`` lets replicas claim side by side; moving ``next_attempt_at`` to the
     lease's end hides a claimed row from the others until the outcome is recorded, or
-    until the lease runs out when the worker died mid-send. Receipts come first, then
-    urgent appeals' messages, then the oldest. ``receipts_only`` is the receipt lane's
-    claim (receipts alone, read from the partial index ``notifications_due_receipts``),
-    so a round of liaison messages in flight never holds back an enterprise's receipt.
+    until the lease runs out when the worker died mid-send. Urgent appeals' messages come
+    first, then each by when it became sendable (its retry time, or the end of quiet
+    hours), read in that order from the index ``notifications_claim``: a round reads about
+    the rows it claims, however many are pending. ``receipts_only`` is the receipt lane's
+    claim (receipts alone, from ``notifications_claim_receipts``), so a round of liaison
+    messages in flight never holds back an enterprise's receipt.
     """
     rows = await conn.fetch(_CLAIM_RECEIPTS if receipts_only else _CLAIM, channel, now, lease_until, limit)
     return [
@@ -224,9 +226,9 @@ UPDATE notifications n
 SET claims = n.claims + 1, locked_until = $3, next_attempt_at = $3
 FROM (
     SELECT notification_id FROM notifications
-    WHERE status = 'pending' AND channel = $1 {kind}AND next_attempt_at <= $2 AND not_before <= $2
+    WHERE status = 'pending' AND channel = $1 {kind}AND greatest(next_attempt_at, not_before) <= $2
       AND (locked_until IS NULL OR locked_until <= $2)
-    ORDER BY template_kind = 'receipt' DESC, urgent DESC, next_attempt_at
+    ORDER BY urgent DESC, greatest(next_attempt_at, not_before)
     LIMIT $4
     FOR UPDATE SKIP LOCKED
 ) due
