@@ -152,6 +152,8 @@ async def run(args: argparse.Namespace) -> dict:
         nc = await nats.connect(stack.servers.nats_url, name="bench", max_reconnect_attempts=3)
         js = nc.jetstream(publish_async_max_pending=args.max_pending)
         conn = await asyncpg.connect(stack.servers.database_url)
+        if not os.environ.get("DATABASE_URL"):
+            await pgstats.keep_statistics_current(conn)
         results["machine"].update(await server_info(nc, conn))
         calls = Calls(tag)
         observer = Observer(calls)

@@ -79,6 +79,7 @@ async def server_info(nc, conn) -> dict:
         "fsync": await conn.fetchval("SHOW fsync"),
         "shared_buffers": await conn.fetchval("SHOW shared_buffers"),
         "max_connections": await conn.fetchval("SHOW max_connections"),
+        "autovacuum_naptime": await conn.fetchval("SHOW autovacuum_naptime"),
     }
     version = getattr(nc, "_server_info", {}).get("version")
     return {"nats_server": version, **pg}

@@ -45,7 +45,7 @@ def render(r: dict) -> str:
     line(f"machine     {m.get('cpu_model')}, {m.get('cores')} cores ({m.get('cores_usable')} usable), "
          f"{_n((m.get('ram_mb') or 0) / 1024, ' GB', 1)} RAM, load average at start {m.get('load_average_at_start')}, at end {m.get('load_average_at_end')}")
     line(f"software    Python {m.get('python')}, nats-server {m.get('nats_server')}, PostgreSQL {m.get('postgresql')} "
-         f"(synchronous_commit={m.get('synchronous_commit')}, fsync={m.get('fsync')}), "
+         f"(synchronous_commit={m.get('synchronous_commit')}, fsync={m.get('fsync')}, autovacuum_naptime={m.get('autovacuum_naptime')}), "
          f"git {m.get('git_commit')} (+{m.get('git_dirty_files')} changed files)")
     line(f"servers     {r.get('servers')}; services each its own process; LOG_LEVEL=WARNING, quiet hours off, "
          f"SCAN_INTERVAL_S={r.get('scan_interval_s')}")
@@ -112,8 +112,10 @@ def render(r: dict) -> str:
              f"{db['xact_commit']} commits, {pg['rows_written']} rows written ({db['tup_inserted']} inserted, "
              f"{db['tup_updated']} updated, {db['tup_deleted']} deleted), {db['tup_fetched']} fetched")
         for t in pg["tables"]:
-            line(f"  {t['table']:44} {t['rows']:>6} rows  (ins {t['inserted']}, upd {t['updated']}, "
-                 f"del {t['deleted']})")
+            line(f"  {t['table']:40} written {t['rows']:>6} (ins {t['inserted']}, upd {t['updated']}, "
+                 f"del {t['deleted']}), read {t.get('read', '-')} ({t.get('read_by_seq_scans', '-')} by seq scans)")
+        for i in pg.get("indexes", []):
+            line(f"  index {i['index']:50} {i['scans']:>6} scans, {i['read']:>7} entries read")
     lat = r.get("latency")
     if lat:
         line("")

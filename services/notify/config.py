@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from services.notify.channels import Channels, JsonPoster, SmsGateway, SmtpMailer, UnconfiguredChannel, WeComWebhook
-from services.notify.domain import NotifyRules, RulesError, TemplateKind, rules_from_document
+from services.notify.domain import NotifyRules, RulesError, rules_from_document
 from shared.district import District, load_district
 from shared.settings import Settings
 
@@ -28,6 +28,9 @@ log = logging.getLogger("coffeetime.notify")
 
 CHANNELS: tuple[str, ...] = ("sms", "email", "wecom")
 HTTP_CHANNELS: tuple[str, ...] = ("sms", "wecom")
+LANES: tuple[bool, ...] = (True, False)
+"""Each channel's delivery workers, by ``receipts_only``: its receipts, and every other message. A receipt never
+waits behind a round of liaison messages in flight, and each claim reads its own index (``notifications_claim*``)."""
 
 HTTP_CONCURRENCY = 16
 """Requests one HTTP channel's delivery worker has in flight at once, and the size of that channel's own
@@ -53,10 +56,8 @@ class Context:
     http: dict[str, JsonPoster]
     """The HTTP client of each HTTP channel (``sms``, ``wecom``), each with its own connection pool."""
     channels: Channels
-    receipt_lanes: frozenset[str] = frozenset()
-    """The channels the rules send receipts on: each has a second delivery worker that claims receipts only."""
     wake_events: dict[str, list[asyncio.Event]] = field(default_factory=dict)
-    """The wake-up event of each delivery worker, by channel (a channel with a receipt lane has two)."""
+    """The wake-up events of each channel's delivery workers (its receipt lane and the rest)."""
 
     def wake_event(self, channel: str) -> asyncio.Event:
         """A new wake-up event, for one delivery worker of ``channel``."""
@@ -118,11 +119,6 @@ def warn_of_a_short_budget(rules: NotifyRules) -> float:
     return covered
 
 
-def receipt_lanes(rules: NotifyRules) -> frozenset[str]:
-    """The channels that get a receipt lane: those the rules send receipts on (SMS, the enterprise's channel)."""
-    return rules.channels_for(TemplateKind.receipt) & set(CHANNELS)
-
-
 def build_context(settings: Settings, *, rules: NotifyRules | None = None,
                   district: District | None = None) -> Context:
     """The context of one process; ``rules`` and ``district`` replace the configured files (tests, tools)."""
@@ -131,10 +127,8 @@ def build_context(settings: Settings, *, rules: NotifyRules | None = None,
     warn_of_a_short_budget(rules)
     timeout = rules.delivery.timeout_seconds
     concurrency = settings.notify_http_concurrency  # NOTIFY_HTTP_CONCURRENCY, default HTTP_CONCURRENCY
-    lanes = receipt_lanes(rules)
-    # a channel with a receipt lane has two workers of ``concurrency`` each: its pool holds both, so neither waits
-    http = {channel: JsonPoster(concurrency=concurrency * (2 if channel in lanes else 1), timeout=timeout)
-            for channel in HTTP_CHANNELS}
+    # two workers of ``concurrency`` each per channel (receipts, the rest): the pool holds both, so neither waits
+    http = {channel: JsonPoster(concurrency=concurrency * len(LANES), timeout=timeout) for channel in HTTP_CHANNELS}
     if settings.sms_gateway_url:
         sms = SmsGateway(settings.sms_gateway_url, http["sms"], timeout=timeout)
     else:
@@ -146,8 +140,7 @@ def build_context(settings: Settings, *, rules: NotifyRules | None = None,
         "email": SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_sender, timeout=timeout),
         "wecom": WeComWebhook(http["wecom"], timeout=timeout),
     })
-    return Context(settings=settings, rules=rules, district=district, http=http, channels=channels,
-                   receipt_lanes=lanes)
+    return Context(settings=settings, rules=rules, district=district, http=http, channels=channels)
 
 
 def http_client_closer(ctx: Context):

@@ -1,6 +1,6 @@
-"""The delivery workers: one per channel, so a slow or failing channel never holds up the others,
-and a second one on each channel that carries receipts (SMS), claiming receipts only, so a round
-of liaison messages in flight never delays an enterprise's receipt (the receipt lane).
+"""The delivery workers: two per channel, so a slow or failing channel never holds up the others, and a
+round of liaison messages in flight never delays an enterprise's receipt (the receipt lane: one worker
+of each channel claims receipts only, the other everything else).
 
 Each worker is a background task of every replica. A round:
 
@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 
 from services.notify import domain, store, use_cases
 from services.notify.channels import Attempt
-from services.notify.config import CHANNELS, HTTP_CONCURRENCY, Context
+from services.notify.config import CHANNELS, HTTP_CONCURRENCY, LANES, Context
 from services.notify.metrics import NOTIFICATIONS, RESENDS, SEND_SECONDS, UNRECORDED
 from shared import clock
 from shared.service import Service
@@ -71,21 +71,21 @@ MAX_INTERRUPTED = 3
 
 
 def register(service: Service, ctx: Context) -> None:
-    """Add one delivery worker per channel to the service's background tasks, and the receipt lanes' workers."""
+    """Add each channel's delivery workers (its receipt lane and the rest, :data:`LANES`) to the background tasks."""
     concurrency = ctx.settings.notify_http_concurrency
     for channel in CHANNELS:
         RESENDS.labels(channel)  # from 0, so the first resend after a start shows in increase()
-        service.background.append(DeliveryWorker(ctx, channel, concurrency=concurrency).task())
-        if channel in ctx.receipt_lanes:
-            service.background.append(DeliveryWorker(ctx, channel, concurrency=concurrency, receipts_only=True).task())
+        for receipts_only in LANES:
+            service.background.append(
+                DeliveryWorker(ctx, channel, concurrency=concurrency, receipts_only=receipts_only).task())
 
 
 class DeliveryWorker:
-    """Delivers the due messages of one channel; with ``receipts_only``, its receipts alone (the receipt lane).
+    """Delivers the due messages of one channel: with ``receipts_only`` its receipts (the receipt lane), else the rest.
 
-    The lane's worker claims only receipts, in rounds of its own, so a receipt is sent
-    while the channel's other worker still has a round of liaison messages in flight;
-    that worker takes receipts too (first), when the lane is behind.
+    The two claim disjoint rows, each from its own index, in rounds of their own, so a
+    receipt is sent while the channel's other worker still has a round of liaison
+    messages in flight.
     """
 
     def __init__(self, ctx: Context, channel: str, *, batch: int = BATCH, poll_interval: float = POLL_INTERVAL_S,

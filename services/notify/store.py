@@ -208,10 +208,10 @@ async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease
     lease's end hides a claimed row from the others until the outcome is recorded, or
     until the lease runs out when the worker died mid-send. Urgent appeals' messages come
     first, then each by when it became sendable (its retry time, or the end of quiet
-    hours), read in that order from the index ``notifications_claim``: a round reads about
-    the rows it claims, however many are pending. ``receipts_only`` is the receipt lane's
-    claim (receipts alone, from ``notifications_claim_receipts``), so a round of liaison
-    messages in flight never holds back an enterprise's receipt.
+    hours), read in that order from an index: a round reads about the rows it claims,
+    however many are pending. ``receipts_only`` is the receipt lane's claim (receipts, from
+    ``notifications_claim_receipts``), else every other message (``notifications_claim``):
+    a round of liaison messages in flight never holds back an enterprise's receipt.
     """
     rows = await conn.fetch(_CLAIM_RECEIPTS if receipts_only else _CLAIM, channel, now, lease_until, limit)
     return [
@@ -239,9 +239,11 @@ RETURNING n.notification_id, n.channel, n.address, n.text, n.subject, n.appeal_i
            WHERE a.notification_id = n.notification_id AND a.outcome IN ('sending', 'unknown')
              AND a.attempt > n.retry_from_claim) AS unknown
 """
-_CLAIM = _CLAIM_TEMPLATE.format(kind="")
+_CLAIM = _CLAIM_TEMPLATE.format(kind="AND template_kind <> 'receipt' ")
 _CLAIM_RECEIPTS = _CLAIM_TEMPLATE.format(kind="AND template_kind = 'receipt' ")
-"""The kind is written into the text (not a parameter), so the planner can match the partial index."""
+"""Each lane's condition written into the text (not a parameter): it implies the predicate of its own partial
+index and not the other's, so the planner cannot read receipts through the other lane's index (with stale
+statistics in a burst it did: the receipt claim read every pending message to find 128 receipts)."""
 
 
 CUT_SHORT = "cut short before its outcome was recorded"
@@ -276,6 +278,7 @@ async def mark_sending(conn: asyncpg.Connection, claims: Sequence[Claim], now: d
             UPDATE notifications n SET locked_until = $3, next_attempt_at = $3
             FROM unnest($1::text[], $2::int[]) AS c(id, claim_no)
             WHERE n.notification_id = c.id AND n.claims = c.claim_no AND n.status = 'pending'
+              AND n.notification_id = ANY($1::text[])
             RETURNING n.notification_id, n.claims
             """,
             ids, claim_nos, lease_until,
@@ -296,6 +299,7 @@ async def mark_sending(conn: asyncpg.Connection, claims: Sequence[Claim], now: d
             UPDATE delivery_attempts d SET outcome = 'unknown', error = $3
             FROM unnest($1::text[], $2::int[]) AS x(i, a)
             WHERE d.notification_id = x.i AND d.attempt < x.a AND d.outcome = 'sending'
+              AND d.notification_id = ANY($1::text[])
             RETURNING d.notification_id
             """,
             held_ids, held_claims, CUT_SHORT,
@@ -336,6 +340,7 @@ async def record_outcomes(conn: asyncpg.Connection, recorded: Sequence[Recorded]
         FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::text[], $6::timestamptz[])
              AS o(id, claim_no, result, attempt, error, retry_at)
         WHERE n.notification_id = o.id AND n.claims = o.claim_no AND n.status = 'pending'
+          AND n.notification_id = ANY($1::text[])
         RETURNING n.notification_id
         """,
         [r.claim.notification_id for r in items], [r.claim.claim_no for r in items],
@@ -377,6 +382,7 @@ async def add_attempts(conn: asyncpg.Connection, recorded: Sequence[Recorded], a
         UPDATE delivery_attempts d SET outcome = 'unknown', error = $3
         FROM unnest($1::text[], $2::int[]) AS x(i, a)
         WHERE d.notification_id = x.i AND d.attempt < x.a AND d.outcome = 'sending'
+              AND d.notification_id = ANY($1::text[])
         """,
         [r.claim.notification_id for r in recorded], [r.claim.claim_no for r in recorded], CUT_SHORT,
     )
@@ -397,6 +403,7 @@ async def extend_leases(conn: asyncpg.Connection, claims: Sequence[Claim], lease
         UPDATE notifications n SET locked_until = $3, next_attempt_at = $3
         FROM unnest($1::text[], $2::int[]) AS c(id, claim_no)
         WHERE n.notification_id = c.id AND n.claims = c.claim_no AND n.status = 'pending'
+          AND n.notification_id = ANY($1::text[])
         """,
         [c.notification_id for c in claims], [c.claim_no for c in claims], lease_until,
     )
@@ -423,6 +430,7 @@ async def release_many(conn: asyncpg.Connection, claims: Sequence[Claim], now: d
                                    claims = CASE WHEN $4 THEN n.claims - 1 ELSE n.claims END
         FROM unnest($1::text[], $2::int[]) AS c(id, claim_no)
         WHERE n.notification_id = c.id AND n.claims = c.claim_no AND n.status = 'pending'
+          AND n.notification_id = ANY($1::text[])
         """,
         [c.notification_id for c in claims], [c.claim_no for c in claims], now, unsent,
     )

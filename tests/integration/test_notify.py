@@ -308,10 +308,10 @@ async def test_a_slow_gateway_does_not_hold_up_email_and_wecom(notify, js, db, g
 
 
 async def test_a_receipt_is_sent_while_a_round_of_liaison_sms_is_still_in_flight(notify, js, db, gateway):
-    """The receipt lane: without it the receipt would wait for the whole round of 96 work notices (3 s)."""
-    gateway.delay_seconds = 0.5  # each SMS half a second at the gateway: 96 at 16 in flight take 3 s
+    """The receipt lane: without it the receipt would wait for a whole round of 128 work notices (4 s)."""
+    gateway.delay_seconds = 0.5  # each SMS half a second at the gateway: a round of 128 at 16 in flight takes 4 s
     cause = f"int-burst-{uuid.uuid4().hex}"
-    phones = [a_phone() for _ in range(96)]
+    phones = [a_phone() for _ in range(160)]
     await db.execute(
         """
         INSERT INTO notify.notifications (notification_id, cause_event_id, cause_subject, appeal_id, channel, address,
@@ -329,8 +329,8 @@ async def test_a_receipt_is_sent_while_a_round_of_liaison_sms_is_still_in_flight
     await send(js, subjects.APPEAL_REGISTERED, event)
     [receipt] = await wait_for(lambda: settled(db, event.event_id), timeout=10, what="the receipt delivered")
     assert receipt["status"] == "delivered" and receipt["template"] == "receipt"
-    assert await db.fetchval(burst_sent, cause) < 96  # the liaisons' round had not ended
-    await wait_for(lambda: db.fetchval(burst_sent + " HAVING count(*) = 96", cause), what="the burst delivered")
+    assert await db.fetchval(burst_sent, cause) < 128  # the liaisons' first round had not ended
+    await wait_for(lambda: db.fetchval(burst_sent + " HAVING count(*) = 160", cause), what="the burst delivered")
 
 
 # --- effectively once ------------------------------------------------------------------------------------------------

@@ -151,14 +151,6 @@ def test_default_rules_file_validates_with_zh_and_en_for_every_template(rules: N
     assert rules.quiet_hours.parsed == QuietWindow(datetime(1, 1, 1, 22).time(), datetime(1, 1, 1, 8).time())
 
 
-def test_receipts_go_by_sms_alone_so_sms_has_the_receipt_lane(rules: NotifyRules):
-    from services.notify.config import receipt_lanes
-    from services.notify.domain import TemplateKind
-
-    assert rules.channels_for(TemplateKind.receipt) == {"sms"} == receipt_lanes(rules)
-    assert rules.channels_for(TemplateKind.work_notice) >= {"sms", "email", "wecom"}
-
-
 def test_rules_path_comes_from_notify_rules(tmp_path: Path):
     custom = tmp_path / "rules.yaml"
     custom.write_text(

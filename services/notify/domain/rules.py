@@ -17,7 +17,7 @@ from services.notify.domain.quiet_hours import QuietHoursPolicy
 from services.notify.domain.ratings import RATING_INSTRUCTIONS
 from services.notify.domain.recipients import ChannelName, RecipientRole
 from services.notify.domain.retries import DeliveryPolicy
-from services.notify.domain.templates import ELLIPSIS, TEMPLATE_VARIABLES, SmsPolicy, Template, TemplateKind, render
+from services.notify.domain.templates import ELLIPSIS, TEMPLATE_VARIABLES, SmsPolicy, Template, render
 from shared.contracts import subjects
 from shared.contracts.subjects import subject_matches
 
@@ -112,10 +112,6 @@ class NotifyRules(BaseModel):
     _by_subject: dict[str, tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
     """The rules whose subject pattern matches each subject seen, for the list ``_by_subject_of``."""
     _by_subject_of: list[Rule] | None = PrivateAttr(default=None)
-
-    def channels_for(self, kind: TemplateKind) -> frozenset[str]:
-        """The channels on which some rule sends a template of ``kind`` (receipts: the channels with a receipt lane)."""
-        return frozenset(c for r in self.rules if self.templates[r.template].kind == kind for c in r.channels)
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifyRules:
