@@ -140,7 +140,9 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
     await clocks.add_closures(closures)
     await clocks.add_ratings(ratings)
 
-    order_ids = set(updates) | set(await clocks.orders_of_appeals(closed_appeals)) | set(replan)
+    order_ids = set(updates) | set(replan)
+    if closed_appeals:
+        order_ids |= set(await clocks.orders_of_appeals(closed_appeals))
     if not order_ids:
         return []
     stored = await clocks.load_orders(order_ids)
@@ -149,6 +151,7 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
     states = await clocks.firing_states(order_ids)
 
     saves, additions, cancellations, requests, moves = [], [], [], [], []
+    ladders = domain.Ladders(ctx.calendar)  # no await in this loop: the calendar stays as it is
     for order_id in sorted(order_ids):
         known, published = stored.get(order_id, (None, {}))
         if known is None and order_id not in updates:
@@ -157,12 +160,12 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
         facts = domain.merge_facts(known, update) if known and update else known or update
         assert facts is not None
         facts = with_appeal_stops(facts, closures_by_appeal)
-        plan = domain.plan_order(facts, ctx.calendar)
+        plan = domain.plan_order(facts, ctx.calendar, ladders)
         change = domain.reconcile(plan, states.get(order_id, {}))
         moved = domain.pending_moves(facts, plan, published, ctx.calendar)
         if moved and update is not None and known is not None:
             # an event moved it too (an extension...): told only if the calendar alone moves it as well
-            stored_plan = domain.plan_order(with_appeal_stops(known, closures_by_appeal), ctx.calendar)
+            stored_plan = domain.plan_order(with_appeal_stops(known, closures_by_appeal), ctx.calendar, ladders)
             moved = moved if domain.pending_moves(facts, stored_plan, published, ctx.calendar) else []
         elif update is not None:
             moved = []
@@ -193,6 +196,8 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
 def with_appeal_stops(facts: domain.OrderFacts, closures_by_appeal) -> domain.OrderFacts:
     """The order's facts with the appeal's closure or merge that ends it (:func:`domain.appeal_stops`)."""
     closed_at, merged_at = domain.appeal_stops(closures_by_appeal.get(facts.appeal_id, ()), facts.dispatched_at)
+    if closed_at == facts.closed_at and merged_at == facts.merged_at:
+        return facts  # the common case (no closure): the same facts, not a copy
     return dataclasses.replace(facts, closed_at=closed_at, merged_at=merged_at)
 
 
@@ -277,9 +282,11 @@ async def _appeal_step_events(
     stored = await uow.clocks.load_orders(await uow.clocks.orders_of_appeals(appeal_ids))
     closures = await uow.clocks.closures_of(appeal_ids)
     plans: dict[str, dict[str, tuple[domain.OrderFacts, domain.OrderPlan]]] = {}
+    ladders = domain.Ladders(ctx.calendar)
     for stored_facts, _published in stored.values():
         facts = with_appeal_stops(stored_facts, closures)
-        plans.setdefault(facts.appeal_id, {})[facts.order_id] = (facts, domain.plan_order(facts, ctx.calendar))
+        plans.setdefault(facts.appeal_id, {})[facts.order_id] = (facts, domain.plan_order(facts, ctx.calendar,
+                                                                                          ladders))
     events: dict[domain.AppealStep, ev.AppealEscalated] = {}
     records = []
     for appeal_step in sorted(firing):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import re
 import socket
@@ -28,12 +29,13 @@ from prometheus_client import REGISTRY
 from services.escalation import evaluation, store
 from services.escalation.__main__ import create_service, scanner_of
 from services.escalation.config import context
-from services.escalation.domain import AppealStep
+from services.escalation.domain import AppealStep, OrderFacts, plan_order
 from services.notify.__main__ import create_service as create_notify
 from shared import clock
 from shared.contracts import events as ev
 from shared.contracts import subjects
-from shared.db import migrate
+from shared.contracts.events import ClockPause
+from shared.db import create_pool, migrate
 from shared.district import DEFAULT_PATH as DISTRICT_FILE
 from shared.district import district
 from tests.support import Recorder, running, wait_for
@@ -553,6 +555,93 @@ async def test_a_restart_neither_loses_nor_repeats_a_step(servers, frozen, js, d
         await settle(db, service)
     assert steps(recorder, order) == due_by_now
     assert steps(recorder, late) == [("handling", "overdue")]  # dispatched after its warnings were due
+
+
+# --- the batch's writes ----------------------------------------------------------------------
+
+
+async def test_a_batchs_orders_and_steps_are_written_in_one_statement_each_and_read_back_as_they_were(servers):
+    """``save_orders`` / ``add_firings`` over arrays: every column round-trips (jsonb policy and pauses, a NULL
+    policy, times), a second write of an order replaces it, a step written twice is stored once."""
+    await migrate(servers["DATABASE_URL"], "escalation", MIGRATIONS)
+    pool = await create_pool(servers["DATABASE_URL"], "escalation", size=1)
+    cal = context().calendar
+    tag = f"batch-{uuid.uuid4().hex[:8]}"
+    received = at(2026, 9, 30, 10, 0)
+    pause = ClockPause(pause_id=f"{tag}-p", order_id=f"{tag}-1", started_at=at(2026, 10, 9, 10), ended_at=None,
+                       max_working_days=5, reason="等待企业补充材料")
+    full = OrderFacts(order_id=f"{tag}-1", appeal_id=tag, unit_code=UNIT, unit="区公安分局交警大队", role="lead",
+                      category="交通出行", urgent=True, summary="路口 \"左转\" 车道", source_ref="hotline:1",
+                      correlation_id="c", received_at=received, dispatched_at=received + timedelta(minutes=5),
+                      deadline_days=5, sign_hours=4.5, policy={"warning_fraction": 0.5, "leader_after_days": 1},
+                      extension_days=3, signed_at=at(2026, 9, 30, 11), replaces_order_id=f"{tag}-0", pauses=(pause,))
+    early = OrderFacts(order_id=f"{tag}-2", appeal_id=tag, unit_code=UNIT, signed_at=at(2026, 9, 30, 12))  # no dispatch
+    plan = plan_order(full, cal)
+    published = {"sign_for": plan.sign_due, "handling": plan.handling_due, "unit": plan.unit_due}
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await store.save_orders(conn, [(early, plan_order(early, cal), {}), (full, plan, published)])
+            await store.add_firings(conn, [(full, step) for step in plan.steps] * 2, at(2026, 9, 30, 11))
+            assert await store.load_orders(conn, [full.order_id, early.order_id]) == {
+                full.order_id: (full, published),
+                early.order_id: (early, {"sign_for": None, "handling": None, "unit": None})}
+            assert await conn.fetchval("SELECT policy IS NULL FROM orders WHERE order_id = $1", early.order_id)
+            states = await store.firing_states(conn, [full.order_id])
+            assert states == {full.order_id: {step.key: "pending" for step in plan.steps}}
+            rows = await conn.fetch("SELECT step_key, clock, level, due_at, fire_at FROM firings WHERE order_id = $1"
+                                    " ORDER BY firing_id", full.order_id)
+            assert [tuple(r) for r in rows] == [(f.key, f.clock, f.level, f.due_at, f.fire_at) for f in plan.steps]
+
+            later = dataclasses.replace(full, pauses=(), extension_days=4, policy=None)
+            await store.save_orders(conn, [(later, plan, {})])
+            assert (await store.load_orders(conn, [full.order_id]))[full.order_id] == (
+                later, {"sign_for": None, "handling": None, "unit": None})
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute("DELETE FROM firings WHERE appeal_id = $1", tag)
+            await conn.execute("DELETE FROM orders WHERE appeal_id = $1", tag)
+        await pool.close()
+
+
+async def test_a_batchs_lookups_probe_an_index_per_key_even_on_a_table_grown_since_its_statistics(servers):
+    """The lookups of a batch (``store.each_key``) on tables that grew from empty since their plans were cached:
+    one index probe per key, where ``column = ANY($1)`` reads the whole table (PostgreSQL 16's generic plan)."""
+    await migrate(servers["DATABASE_URL"], "escalation", MIGRATIONS)
+    schema = f"stale_{uuid.uuid4().hex[:8]}"
+    lookups = {"firings": store._FIRING_STATES, "orders": store._LOAD_ORDERS, "orders_by_appeal": store._ORDERS_OF_APPEALS,
+               "closures": store._CLOSURES_OF}
+    keys = "ARRAY[" + ", ".join(f"'k-{i}'" for i in range(190)) + "]::text[]"
+    db = await asyncpg.connect(servers["DATABASE_URL"])  # its own: PREPARE, search_path and DEALLOCATE stay on it
+    await db.execute(f"CREATE SCHEMA {schema}")
+    try:
+        for table in ("firings", "orders", "closures"):
+            await db.execute(f"CREATE TABLE {schema}.{table} (LIKE escalation.{table} INCLUDING ALL)")
+        await db.execute(f"SET search_path TO {schema}")
+        statements = {**lookups, "by_any": "SELECT order_id FROM firings WHERE order_id = ANY($1::text[])"}
+        for name, sql in statements.items():
+            await db.execute(f"PREPARE {name} (text[]) AS {sql}")
+            for _ in range(6):  # past PostgreSQL's five custom plans: the generic plan, made on empty tables, is kept
+                await db.execute(f"EXECUTE {name} ({keys})")
+        start = at(2099, 1, 1)
+        await db.copy_records_to_table("firings", schema_name=schema, records=[
+            (f"o-{i // 6}", f"a-{i // 6}", "u", "handling", "overdue", f"s{i}", start, start, start) for i in range(30_000)],
+            columns=["order_id", "appeal_id", "unit_code", "clock", "level", "step_key", "due_at", "fire_at", "planned_at"])
+        await db.copy_records_to_table("orders", schema_name=schema, records=[
+            (f"o-{i}", f"a-{i}", "u") for i in range(5_000)], columns=["order_id", "appeal_id", "unit_code"])
+        await db.copy_records_to_table("closures", schema_name=schema, records=[
+            (f"e-{i}", f"a-{i}", "closed", start) for i in range(5_000)],
+            columns=["event_id", "appeal_id", "kind", "closed_at"])
+        for name in statements:
+            plan = "\n".join(r[0] for r in await db.fetch(
+                f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE {name} ({keys})"))
+            if name == "by_any":
+                assert "Seq Scan on firings" in plan, plan  # the statistics of the empty table decided
+            else:
+                assert "Seq Scan" not in plan and "loops=190" in plan and "Index" in plan, plan
+    finally:
+        await db.execute("DEALLOCATE ALL; RESET search_path")
+        await db.execute(f"DROP SCHEMA {schema} CASCADE")
+        await db.close()
 
 
 # --- the scanner's query plan ---------------------------------------------------------------

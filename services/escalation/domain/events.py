@@ -8,6 +8,7 @@ Their ids are stable per fact (:func:`stable_event_id`), so a repeat is harmless
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,21 @@ if TYPE_CHECKING:
 _EVENT_NAMESPACE = uuid.UUID("5b0f3a8e-7c1d-4e44-9a51-2f6c0d7e9b13")
 
 
+_NAMESPACE_BYTES = _EVENT_NAMESPACE.bytes
+
+
 def stable_event_id(*parts: str) -> str:
     """An event id that is the same for the same fact, so a repeat is dropped by JetStream's window.
 
-    ``esc-`` and a UUID 5 of the parts (e.g. order id and step key).
+    ``esc-`` and a UUID 5 of the parts (e.g. order id and step key): the hex of
+    ``uuid.uuid5(namespace, parts joined by U+001F)``, its version and variant
+    bits set on the SHA-1 bytes directly (without building a ``UUID``: a third of
+    the cost, two ids per dispatched order).
     """
-    return "esc-" + uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join(parts)).hex
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(parts).encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return "esc-" + digest.hex()
 
 
 def lateness(fire_at: datetime | None, now: datetime) -> dict[str, Any]:

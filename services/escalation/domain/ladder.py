@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Literal, get_args
 
 from services.escalation.domain.policy import EscalationPolicy
@@ -60,9 +61,9 @@ class Firing:
     clock: Clock
     due_at: datetime
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """Identity of this firing for a unique key: a step fires once per clock and deadline."""
+        """Identity of this firing for a unique key: a step fires once per clock and deadline (built once)."""
         return f"{self.clock}:{self.level}:{self.due_at.isoformat()}"
 
     @property
@@ -81,6 +82,7 @@ def plan_firings(
     due_at: datetime,
     policy: EscalationPolicy,
     cal: WorkCalendar,
+    ladders: Ladders | None = None,
 ) -> list[Firing]:
     """The ladder of one clock as a plan, in firing order.
 
@@ -102,6 +104,8 @@ def plan_firings(
     Times are in the calendar's zone. Firings at the same moment keep ladder order.
     A re-plan (an extension moved the deadline, a reopened order got a new
     clock) is simply a new plan; its firings have new keys.
+
+    ``ladders``: the handling ladders already planned on ``cal`` (:class:`Ladders`), reused.
     """
     if clock not in CLOCKS:
         raise ValueError(f"unknown clock {clock!r}: one of {', '.join(CLOCKS)}")
@@ -109,11 +113,42 @@ def plan_firings(
     started = _in_zone(started_at, cal)
     if clock == "sign_for":
         return [Firing("overdue", due, clock, due)]
-
-    firings: list[Firing] = []
     origin = cal.first_counted_moment(started)
     if origin >= due:
         origin = started
+    if ladders is None:
+        return list(_handling_ladder(origin, due, policy, cal))
+    if ladders.calendar is not cal:
+        raise ValueError("these ladders were planned on another calendar")
+    key = (origin, due, policy)
+    ladder = ladders.handling.get(key)
+    if ladder is None:
+        ladder = ladders.handling[key] = _handling_ladder(origin, due, policy, cal)
+    return list(ladder)
+
+
+class Ladders:
+    """The handling ladders planned on one calendar as it stands, each planned once (see :func:`plan_firings`).
+
+    A handling ladder depends on its clock's start only through where the clock
+    begins to count (the opening of the next working day), so every order
+    received on one day with the same deadline and policy has the same ladder: a
+    batch of a few hundred dispatched orders plans a handful. Firings are frozen,
+    so the orders share them. Keep one only while the calendar cannot change
+    (a batch's planning, with no ``await`` in it: ``CalendarSync`` swaps the
+    loaded years between awaits), then drop it.
+    """
+
+    def __init__(self, calendar: WorkCalendar) -> None:
+        self.calendar = calendar
+        self.handling: dict[tuple[datetime, datetime, EscalationPolicy], tuple[Firing, ...]] = {}
+
+
+def _handling_ladder(origin: datetime, due: datetime, policy: EscalationPolicy, cal: WorkCalendar
+                     ) -> tuple[Firing, ...]:
+    """The handling clock's ladder counted from ``origin`` to ``due`` (both in the calendar's zone)."""
+    clock: Clock = "handling"
+    firings: list[Firing] = []
     allowed = cal.working_seconds_between(origin, due)
     warning_75: datetime | None = None
     if allowed > 0:
@@ -133,7 +168,7 @@ def plan_firings(
     firings.append(Firing("district_leader", leader_at, clock, due))
     supervision_at = cal.add_working_days(leader_at, policy.supervision_after_days) if policy.supervision_after_days else leader_at
     firings.append(Firing("supervision", supervision_at, clock, due))
-    return sorted(firings, key=lambda f: (f.fire_at, LADDER.index(f.level)))
+    return tuple(sorted(firings, key=lambda f: (f.fire_at, LADDER.index(f.level))))
 
 
 def firings_due(plan: Iterable[Firing], now: datetime, already_fired: Iterable[str] = ()) -> list[Firing]:

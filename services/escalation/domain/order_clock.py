@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from services.escalation.domain.clock_changes import clock_change
-from services.escalation.domain.ladder import DIFFICULT_KEY, LADDER, Clock, Firing, plan_firings
+from services.escalation.domain.ladder import DIFFICULT_KEY, LADDER, Clock, Firing, Ladders, plan_firings
 from services.escalation.domain.pauses import (
     CountedPause,
     counted_pauses,
@@ -288,7 +288,7 @@ class OrderPlan:
         return paused_seconds(self.pauses)
 
 
-def plan_order(facts: OrderFacts, cal: WorkCalendar) -> OrderPlan:
+def plan_order(facts: OrderFacts, cal: WorkCalendar, ladders: Ladders | None = None) -> OrderPlan:
     """The deadlines and the ladder of an order; empty until it was dispatched.
 
     sign-for: ``sign_hours`` working hours from dispatch. handling:
@@ -298,6 +298,8 @@ def plan_order(facts: OrderFacts, cal: WorkCalendar) -> OrderPlan:
     moves past the pauses that started before it, and keeps the deadline it had
     when its time came (its key). unit (a re-dispatched order only): the same
     working days from its sign-for, moved by the order's own pauses; no step.
+
+    ``ladders``: the handling ladders a batch planned before on ``cal`` (:class:`Ladders`), reused.
     """
     if not facts.dispatched:
         return OrderPlan()
@@ -318,7 +320,7 @@ def plan_order(facts: OrderFacts, cal: WorkCalendar) -> OrderPlan:
     running: set[Clock] = set()
     steps: list[Firing] = []
     for clock, started, due in (("sign_for", facts.dispatched_at, sign_due), ("handling", start, unpaused_due)):
-        ladder = plan_firings(clock, started, due, policy, cal)
+        ladder = plan_firings(clock, started, due, policy, cal, ladders)
         if clock == "handling" and pauses:
             ladder = [_moved_by_pauses(f, pauses, cal) for f in ladder]
         # a warning planned before the order existed is moot: a backlog order starts at "overdue"
