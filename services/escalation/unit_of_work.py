@@ -85,9 +85,9 @@ class ClockRepository:
         """The units' escalation requests: a ``difficult`` step firing at once, once per order."""
         await store.add_difficult(self.conn, requests, now)
 
-    async def cancel_firings(self, steps: Sequence[tuple[str, str]], now: datetime) -> int:
-        """Cancel these pending (order_id, step_key) steps; returns how many were cancelled."""
-        return await store.cancel_firings(self.conn, steps, now)
+    async def cancel_firings(self, steps: Sequence[tuple[str, str]], now: datetime) -> None:
+        """Cancel these pending (order_id, step_key) steps (a step fired meanwhile stays fired)."""
+        await store.cancel_firings(self.conn, steps, now)
 
     async def claim_due(self, now: datetime, limit: int) -> list[DueStep]:
         """Lock up to ``limit`` due steps no other replica holds."""

@@ -186,10 +186,10 @@ async def apply_events(uow: EscalationWork, ctx: Context, received: list[Receive
     await clocks.save_orders(saves)
     await clocks.add_firings(additions, now)
     await clocks.add_difficult(requests, now)
-    cancelled = await clocks.cancel_firings(cancellations, now)
-    if additions or cancelled or requests:
+    await clocks.cancel_firings(cancellations, now)
+    if additions or cancellations or requests:
         log.debug("ladders updated", extra={"orders": len(saves), "planned": len(additions),
-                                            "cancelled": cancelled, "difficult": len(requests)})
+                                            "cancelled": len(cancellations), "difficult": len(requests)})
     return moves
 
 

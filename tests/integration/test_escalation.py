@@ -605,7 +605,8 @@ async def test_a_batchs_orders_and_steps_are_written_in_one_statement_each_and_r
 
 async def test_a_batchs_lookups_probe_an_index_per_key_even_on_a_table_grown_since_its_statistics(servers):
     """The lookups of a batch (``store.each_key``) on tables that grew from empty since their plans were cached:
-    one index probe per key, where ``column = ANY($1)`` reads the whole table (PostgreSQL 16's generic plan)."""
+    one index probe per key, where ``column = ANY($1)`` reads the whole table (PostgreSQL 16's generic plan);
+    a step cancelled or fired is found by its unique key, not by walking the pending steps."""
     await migrate(servers["DATABASE_URL"], "escalation", MIGRATIONS)
     schema = f"stale_{uuid.uuid4().hex[:8]}"
     lookups = {"firings": store._FIRING_STATES, "orders": store._LOAD_ORDERS, "orders_by_appeal": store._ORDERS_OF_APPEALS,
@@ -622,6 +623,14 @@ async def test_a_batchs_lookups_probe_an_index_per_key_even_on_a_table_grown_sin
             await db.execute(f"PREPARE {name} (text[]) AS {sql}")
             for _ in range(6):  # past PostgreSQL's five custom plans: the generic plan, made on empty tables, is kept
                 await db.execute(f"EXECUTE {name} ({keys})")
+        updates = {"cancel_one": ("(timestamptz, text, text)", store.CANCEL_FIRING, "(now(), 'o-7', 's42')",
+                                  "Index Cond: ((order_id = $2) AND (step_key = $3))"),
+                   "fire_one": ("(timestamptz, text, bigint, text)", store.MARK_FIRED, "(now(), 'r', 5, 'e')",
+                                "Index Cond: (firing_id = $3)")}
+        for name, (types, sql, args, _) in updates.items():
+            await db.execute(f"PREPARE {name} {types} AS {sql}")
+            for _ in range(6):
+                await db.execute(f"EXECUTE {name} {args}")
         start = at(2099, 1, 1)
         await db.copy_records_to_table("firings", schema_name=schema, records=[
             (f"o-{i // 6}", f"a-{i // 6}", "u", "handling", "overdue", f"s{i}", start, start, start) for i in range(30_000)],
@@ -638,6 +647,10 @@ async def test_a_batchs_lookups_probe_an_index_per_key_even_on_a_table_grown_sin
                 assert "Seq Scan on firings" in plan, plan  # the statistics of the empty table decided
             else:
                 assert "Seq Scan" not in plan and "loops=190" in plan and "Index" in plan, plan
+        for name, (_, _, args, scan) in updates.items():  # (the updates run on the scratch schema, dropped below)
+            plan = "\n".join(r[0] for r in await db.fetch(
+                f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE {name} {args}"))
+            assert scan in plan and "Seq Scan" not in plan and "firings_pending" not in plan, plan
     finally:
         await db.execute("DEALLOCATE ALL; RESET search_path")
         await db.execute(f"DROP SCHEMA {schema} CASCADE")
