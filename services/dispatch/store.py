@@ -141,20 +141,52 @@ async def rated_order(conn: asyncpg.Connection, appeal_id: str) -> WorkOrder | N
     return order_from_row(row) if row else None
 
 
+_DEADLINE_COLUMNS = (("sign_for", "sign_due"), ("handling", "due"), ("unit", "unit_due"))
+"""Each clock of ``ct.deadline.set`` and the columns of ``orders`` that keep it (``<column>_at``, ``<column>_set_at``)."""
+
+
+def _newer(column: str, n: int) -> str:
+    """The SQL condition: the batch has a deadline for ``column`` (parameters n, n+1) newer than the stored one."""
+    return f"(v.set{n} IS NOT NULL AND (o.{column}_set_at IS NULL OR o.{column}_set_at <= v.set{n}))"
+
+
+_RECORD_DEADLINES = (
+    "UPDATE orders o SET "
+    + ", ".join(
+        f"{column}_at = CASE WHEN {_newer(column, n)} THEN v.due{n} ELSE o.{column}_at END, "
+        f"{column}_set_at = CASE WHEN {_newer(column, n)} THEN v.set{n} ELSE o.{column}_set_at END"
+        for n, (_, column) in enumerate(_DEADLINE_COLUMNS))
+    + " FROM unnest($1::text[], "
+    + ", ".join(f"${2 + 2 * n}::timestamptz[], ${3 + 2 * n}::timestamptz[]" for n in range(len(_DEADLINE_COLUMNS)))
+    + ") AS v(order_id, " + ", ".join(f"due{n}, set{n}" for n in range(len(_DEADLINE_COLUMNS))) + ")"
+    + " WHERE o.order_id = v.order_id AND ("
+    + " OR ".join(_newer(column, n) for n, (_, column) in enumerate(_DEADLINE_COLUMNS)) + ")"
+)
+
+
 async def record_deadlines(conn: asyncpg.Connection, deadlines: list[tuple[str, str, datetime, datetime]]) -> None:
-    """(order_id, clock, due_at, set_at) from ``ct.deadline.set``: each kept unless a newer one was applied."""
-    for clock, column in (("sign_for", "sign_due"), ("handling", "due"), ("unit", "unit_due")):
-        latest: dict[str, tuple[datetime, datetime]] = {}
-        for order_id, c, due_at, set_at in deadlines:
-            if c == clock and (order_id not in latest or latest[order_id][1] <= set_at):
-                latest[order_id] = (due_at, set_at)
-        if latest:
-            await conn.execute(
-                f"UPDATE orders o SET {column}_at = v.due_at, {column}_set_at = v.set_at "
-                "FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS v(order_id, due_at, set_at) "
-                f"WHERE o.order_id = v.order_id AND (o.{column}_set_at IS NULL OR o.{column}_set_at <= v.set_at)",
-                list(latest), [v[0] for v in latest.values()], [v[1] for v in latest.values()],
-            )
+    """(order_id, clock, due_at, set_at) from ``ct.deadline.set``: each kept unless a newer one was applied.
+
+    One statement for the batch, one new row version per order whatever clocks it
+    brings (an order's sign-for, handling and unit deadlines come together: three
+    versions of each order row before, issue 12).
+    """
+    clocks = {clock: n for n, (clock, _) in enumerate(_DEADLINE_COLUMNS)}
+    latest: dict[str, list[tuple[datetime, datetime] | None]] = {}
+    for order_id, c, due_at, set_at in deadlines:
+        n = clocks.get(c)
+        if n is None:
+            continue
+        slots = latest.setdefault(order_id, [None] * len(_DEADLINE_COLUMNS))
+        if slots[n] is None or slots[n][1] <= set_at:
+            slots[n] = (due_at, set_at)
+    if not latest:
+        return
+    columns: list[list] = [list(latest)]
+    for n in range(len(_DEADLINE_COLUMNS)):
+        columns.append([s[n][0] if s[n] else None for s in latest.values()])
+        columns.append([s[n][1] if s[n] else None for s in latest.values()])
+    await conn.execute(_RECORD_DEADLINES, *columns)
 
 
 async def record_escalations(conn: asyncpg.Connection, levels: list[tuple[str, str]]) -> None:
