@@ -334,6 +334,22 @@ async def test_a_late_deadline_event_does_not_overwrite_a_newer_one(dispatch, js
     due = await db.fetchval("SELECT due_at FROM dispatch.orders WHERE order_id=$1", order)
     assert abs((due - newer.due_at).total_seconds()) < 1
 
+    # one batch with every clock in one statement: each clock keeps its newest, an older handling one is ignored
+    from services.dispatch import store
+
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    sign, unit_old, unit_new = (now + timedelta(hours=h) for h in (2, 30, 40))
+    async with db.transaction():
+        await db.execute("SET LOCAL search_path = dispatch")
+        await store.record_deadlines(db, [
+            (order, "sign_for", sign, later), (order, "handling", now + timedelta(days=1), now - timedelta(hours=1)),
+            (order, "unit", unit_new, later), (order, "unit", unit_old, later - timedelta(seconds=1)),
+            (order, "rating", now, later),  # not a clock of an order: ignored
+        ])
+    row = await db.fetchrow("SELECT sign_due_at, due_at, unit_due_at FROM dispatch.orders WHERE order_id=$1", order)
+    assert (row["sign_due_at"], row["unit_due_at"]) == (sign, unit_new)
+    assert abs((row["due_at"] - newer.due_at).total_seconds()) < 1
+
 
 async def test_a_reply_nobody_rates_in_time_closes_the_appeal_as_not_rated(servers, js, rec):
     async with running(create_dispatch, servers, rating_wait_days=1 / 86400):  # one second
