@@ -51,6 +51,25 @@ async def test_the_outbox_publishes_after_a_restart_between_commit_and_publish(s
     await rec.close()
 
 
+async def test_a_batch_staged_in_one_statement_keeps_its_order_for_the_relay(servers, db):
+    from shared.contracts import AppealQuery
+    from shared.outbox import put_many
+
+    events = [AppealQuery(appeal_id=f"CT-20261126-{n:04d}") for n in range(40)]
+    async with running(create_intake, servers, outbox_relay=False):
+        pass  # the intake schema and its outbox exist
+    tx = db.transaction()
+    await tx.start()
+    try:
+        await db.execute("SET LOCAL search_path = intake")
+        ids = await put_many(db, "intake", [(subjects.Q_APPEAL, e) for e in events])
+        staged = await db.fetch("SELECT id, payload FROM outbox WHERE id = ANY($1::text[]) ORDER BY seq", ids)
+    finally:
+        await tx.rollback()  # nothing is relayed: only the order is looked at
+    assert [r["id"] for r in staged] == ids and len(set(ids)) == 40
+    assert [json.loads(r["payload"])["appeal_id"] for r in staged] == [e.appeal_id for e in events]
+
+
 def flaky_service(env, attempts: dict, seen: list, subject: str) -> Service:
     """A minimal service whose handler fails for messages marked poison."""
     folder = Path(tempfile.mkdtemp())
