@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import asyncpg
 import nats
 
-from bench import baselines, deadlines, pgstats, pipeline, replicas, scrape
+from bench import backlog, baselines, deadlines, pgstats, pipeline, replicas, scrape
 from bench.machine import host_info, server_info
 from bench.memory import CpuMeter, RssSampler, find_process
 from bench.report import RESULTS, TARGETS, render, write_json
@@ -66,9 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=SERVICES, help="run this service under pyinstrument; HTML beside the JSON")
     p.add_argument("--services", default=",".join(SERVICES),
                    help="diagnostics: run only these services (default all four; without notify no SMS is measured)")
-    p.add_argument("--phases", default="baselines,latency,throughput,escalation",
-                   help="comma-separated subset of baselines,latency,throughput,replicas,escalation "
+    p.add_argument("--phases", default="baselines,latency,throughput,backlog,escalation",
+                   help="comma-separated subset of baselines,latency,throughput,backlog,replicas,escalation "
                         "(replicas is added by --replicas)")
+    p.add_argument("--backlog", type=int, help="calls of the backlog phase (default 100,000; quick 10,000)")
+    p.add_argument("--backlog-timeout", type=float,
+                   help="longest wait for the backlog's dispatch (default 600; quick 120)")
     p.add_argument("--replicas", metavar="SERVICE=N,...",
                    help="also measure these services with N processes each, one service at a time, against one "
                         "process in the same run (e.g. notify=2,dispatch=2)")
@@ -84,6 +87,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.deadlines = args.deadlines or (100_000 if q else 1_000_000)
     args.due = min(args.due, args.deadlines)
     args.drain_timeout = args.drain_timeout or (20.0 if q else 45.0)
+    args.backlog = args.backlog or (10_000 if q else 100_000)
+    args.backlog_timeout = args.backlog_timeout or (120.0 if q else 600.0)
     args.nats_messages = 30_000 if q else 150_000
     args.pg_seconds = 2.0 if q else 5.0
     args.phases = [x.strip() for x in args.phases.split(",") if x.strip()]
@@ -248,6 +253,23 @@ async def run(args: argparse.Namespace) -> dict:
             for service, row in results["replicas"]["speedup"].items():
                 say(f"  {service} x{row['replicas']}: speed-up {row['speedup']} (acked/s)"
                     + (f", SMS {row['sms_speedup']}" if "sms_speedup" in row else ""))
+
+        if "backlog" in args.phases:
+            sampler.set_phase("backlog")
+            say(f"backlog: {args.backlog:,} calls published with the services paused, then the drain "
+                f"(≤ {args.backlog_timeout:g} s) ...")
+            meter = CpuMeter(cpu_pids)
+            meter.start()
+            steady = (results.get("throughput") or {}).get("steady_rate", {}).get("dispatched")
+            results["backlog"] = await backlog.backlog_phase(
+                publisher, observer, calls, [proc.pid for proc in stack.procs.values() if proc.poll() is None],
+                n=args.backlog, drain_timeout=args.backlog_timeout, steady_dispatched=steady, say=say)
+            results["backlog"]["cpu"] = meter.stop(results["backlog"]["dispatched"]["count"])
+            b = results["backlog"]
+            say(f"  dispatched {b['dispatched']['count']:,} in {b['dispatched']['seconds']} s: "
+                f"{b['dispatched']['per_s']}/s, {b['drain_vs_steady']}x the steady rate")
+            check_alive(stack, results, "backlog")
+            await pipeline.wait_for_quiet(observer, timeout=10)
 
         if "escalation" in args.phases:
             sampler.set_phase("escalation")

@@ -116,6 +116,20 @@ def render(r: dict) -> str:
                  f"del {t['deleted']}), read {t.get('read', '-')} ({t.get('read_by_seq_scans', '-')} by seq scans)")
         for i in pg.get("indexes", []):
             line(f"  index {i['index']:50} {i['scans']:>6} scans, {i['read']:>7} entries read")
+    bl = r.get("backlog")
+    if bl:
+        line("")
+        line(f"BACKLOG  {bl['calls']:,} calls published with the services paused ({bl['published_s']} s), then resumed")
+        for key in ("registered", "dispatched"):
+            d = bl[key]
+            line(f"  {key:12} {d['count']:>9,} in {_n(d['seconds'], ' s', 1):>9}  {_n(d['per_s'], ' /s', 1):>12}")
+        line(f"  drain / steady dispatch rate of the throughput phase: {_n(bl.get('drain_vs_steady'), 'x', 2)} "
+             f"(target ≥ 2x); receipts sent by the last dispatch: {bl['receipts_by_then']:,}"
+             + ("" if bl["complete"] else "  (NOT drained in the wait)"))
+        cpu = bl.get("cpu")
+        if cpu:
+            line("  CPU per appeal dispatched: " + ", ".join(
+                f"{name} {p['cpu_ms_per_appeal']} ms" for name, p in cpu["per_process"].items() if p["cpu_s"] > 0))
     lat = r.get("latency")
     if lat:
         line("")
