@@ -29,8 +29,8 @@ log = logging.getLogger("coffeetime.notify")
 CHANNELS: tuple[str, ...] = ("sms", "email", "wecom")
 HTTP_CHANNELS: tuple[str, ...] = ("sms", "wecom")
 LANES: tuple[bool, ...] = (True, False)
-"""Each channel's delivery workers, by ``receipts_only``: its receipts, and every other message. A receipt never
-waits behind a round of liaison messages in flight, and each claim reads its own index (``notifications_claim*``)."""
+"""Each channel's delivery workers, by ``receipts_only``: its receipts, and every message (receipts first). A
+receipt never waits behind a round of liaison messages in flight."""
 
 HTTP_CONCURRENCY = 16
 """Requests one HTTP channel's delivery worker has in flight at once, and the size of that channel's own

@@ -1,6 +1,6 @@
 """The delivery workers: two per channel, so a slow or failing channel never holds up the others, and a
 round of liaison messages in flight never delays an enterprise's receipt (the receipt lane: one worker
-of each channel claims receipts only, the other everything else).
+of each channel claims receipts only, the other everything, receipts first).
 
 Each worker is a background task of every replica. A round:
 
@@ -81,11 +81,11 @@ def register(service: Service, ctx: Context) -> None:
 
 
 class DeliveryWorker:
-    """Delivers the due messages of one channel: with ``receipts_only`` its receipts (the receipt lane), else the rest.
+    """Delivers the due messages of one channel: with ``receipts_only`` its receipts (the receipt lane), else all.
 
-    The two claim disjoint rows, each from its own index, in rounds of their own, so a
-    receipt is sent while the channel's other worker still has a round of liaison
-    messages in flight.
+    The lane claims receipts in rounds of its own, so a receipt is sent while the
+    channel's other worker still has a round of liaison messages in flight; that worker
+    takes receipts too, first, when the lane is behind.
     """
 
     def __init__(self, ctx: Context, channel: str, *, batch: int = BATCH, poll_interval: float = POLL_INTERVAL_S,

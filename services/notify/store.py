@@ -206,12 +206,12 @@ async def claim_due(conn: asyncpg.Connection, channel: str, now: datetime, lease
 
     ``SKIP LOCKED`` lets replicas claim side by side; moving ``next_attempt_at`` to the
     lease's end hides a claimed row from the others until the outcome is recorded, or
-    until the lease runs out when the worker died mid-send. Urgent appeals' messages come
-    first, then each by when it became sendable (its retry time, or the end of quiet
-    hours), read in that order from an index: a round reads about the rows it claims,
-    however many are pending. ``receipts_only`` is the receipt lane's claim (receipts, from
-    ``notifications_claim_receipts``), else every other message (``notifications_claim``):
-    a round of liaison messages in flight never holds back an enterprise's receipt.
+    until the lease runs out when the worker died mid-send. Receipts come first, then
+    urgent appeals' messages, then each by when it became sendable (its retry time, or
+    the end of quiet hours), read in that order from the index ``notifications_claim``: a
+    round reads about the rows it claims, however many are pending. ``receipts_only`` is
+    the receipt lane's claim (receipts alone), so a round of liaison messages in flight
+    never holds back an enterprise's receipt.
     """
     rows = await conn.fetch(_CLAIM_RECEIPTS if receipts_only else _CLAIM, channel, now, lease_until, limit)
     return [
@@ -228,7 +228,7 @@ FROM (
     SELECT notification_id FROM notifications
     WHERE status = 'pending' AND channel = $1 {kind}AND greatest(next_attempt_at, not_before) <= $2
       AND (locked_until IS NULL OR locked_until <= $2)
-    ORDER BY urgent DESC, greatest(next_attempt_at, not_before)
+    ORDER BY template_kind = 'receipt' DESC, urgent DESC, greatest(next_attempt_at, not_before)
     LIMIT $4
     FOR UPDATE SKIP LOCKED
 ) due
@@ -239,11 +239,10 @@ RETURNING n.notification_id, n.channel, n.address, n.text, n.subject, n.appeal_i
            WHERE a.notification_id = n.notification_id AND a.outcome IN ('sending', 'unknown')
              AND a.attempt > n.retry_from_claim) AS unknown
 """
-_CLAIM = _CLAIM_TEMPLATE.format(kind="AND template_kind <> 'receipt' ")
+_CLAIM = _CLAIM_TEMPLATE.format(kind="")
 _CLAIM_RECEIPTS = _CLAIM_TEMPLATE.format(kind="AND template_kind = 'receipt' ")
-"""Each lane's condition written into the text (not a parameter): it implies the predicate of its own partial
-index and not the other's, so the planner cannot read receipts through the other lane's index (with stale
-statistics in a burst it did: the receipt claim read every pending message to find 128 receipts)."""
+"""Both read ``notifications_claim`` in its order; the receipt lane's condition (written into the text, not a
+parameter) is the index's second column, so its rows are the index's receipts of the channel, in claim order."""
 
 
 CUT_SHORT = "cut short before its outcome was recorded"
