@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phases", default="baselines,latency,throughput,backlog,escalation",
                    help="comma-separated subset of baselines,latency,throughput,backlog,replicas,escalation "
                         "(replicas is added by --replicas)")
+    p.add_argument("--analyze-every", type=float, default=0.0,
+                   help="autovacuum_naptime of the embedded PostgreSQL in seconds (default 0: the server's own 60 s; "
+                        "1 keeps the statistics, and so the services' plans, current as the tables grow)")
     p.add_argument("--backlog", type=int, help="calls of the backlog phase (default 100,000; quick 10,000)")
     p.add_argument("--backlog-timeout", type=float,
                    help="longest wait for the backlog's dispatch (default 600; quick 120)")
@@ -157,8 +160,8 @@ async def run(args: argparse.Namespace) -> dict:
         nc = await nats.connect(stack.servers.nats_url, name="bench", max_reconnect_attempts=3)
         js = nc.jetstream(publish_async_max_pending=args.max_pending)
         conn = await asyncpg.connect(stack.servers.database_url)
-        if not os.environ.get("DATABASE_URL"):
-            await pgstats.keep_statistics_current(conn)
+        if not os.environ.get("DATABASE_URL") and args.analyze_every:
+            await pgstats.keep_statistics_current(conn, args.analyze_every)
         results["machine"].update(await server_info(nc, conn))
         calls = Calls(tag)
         observer = Observer(calls)

@@ -26,8 +26,8 @@ FROM pg_stat_database WHERE datname = current_database()
 """
 
 
-async def keep_statistics_current(conn: asyncpg.Connection) -> None:
-    """Let autovacuum look at the tables every second (the embedded server only: never someone else's).
+async def keep_statistics_current(conn: asyncpg.Connection, every_s: float = 1.0) -> None:
+    """Let autovacuum look at the tables every ``every_s`` seconds (the embedded server only: never someone else's).
 
     A run starts on empty tables that grow to tens of thousands of rows within a
     minute, before the default ``autovacuum_naptime`` (60 s) ever analyses them, so the
@@ -36,7 +36,7 @@ async def keep_statistics_current(conn: asyncpg.Connection) -> None:
     history and is analysed as it grows; analysing every second is the closer model of
     it than statistics a minute stale.
     """
-    await conn.execute("ALTER SYSTEM SET autovacuum_naptime = '1s'")
+    await conn.execute(f"ALTER SYSTEM SET autovacuum_naptime = '{max(1, round(every_s))}s'")
     await conn.execute("SELECT pg_reload_conf()")
 
 
