@@ -70,7 +70,8 @@ def lag_as_keda_reads_it(nodes: list[Node], account: str, stream: str, consumer:
                 continue
             for s in detail.get("stream_detail", []):
                 for c in s.get("consumer_detail", []) if s["name"] == stream else ():
-                    if c["name"] == consumer and c["cluster"]["leader"] == node.name:
+                    # during an election a consumer's cluster shows no leader yet
+                    if c["name"] == consumer and c.get("cluster", {}).get("leader") == node.name:
                         return node.name, c["num_pending"] + c["num_ack_pending"]
     raise AssertionError(f"no node leads {stream}/{consumer} in account {account}")
 
@@ -78,7 +79,12 @@ def lag_as_keda_reads_it(nodes: list[Node], account: str, stream: str, consumer:
 def wait_for_lag(nodes: list[Node], wanted: int, timeout: float = 10) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        leader, lag = lag_as_keda_reads_it(nodes, "COFFEETIME", "CT_IN", DURABLE)
+        try:
+            leader, lag = lag_as_keda_reads_it(nodes, "COFFEETIME", "CT_IN", DURABLE)
+        except AssertionError:  # no leader at this moment (an election): ask again until the deadline
+            if time.monotonic() >= deadline:
+                raise
+            leader, lag = "", None
         if lag == wanted:
             return leader
         assert time.monotonic() < deadline, f"lag {lag}, wanted {wanted}"
