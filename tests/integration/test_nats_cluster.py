@@ -112,6 +112,11 @@ async def test_the_deployed_nats_cluster_keeps_three_copies_and_shows_keda_the_l
             peers = {r["remote_name"] for r in node.monitor("/routez")["routes"]}
             assert peers == {n.name for n in nodes} - {node.name}, node.name
 
+        # JetStream answers once the nodes have elected their meta leader (the routes come up first)
+        deadline = time.monotonic() + 30
+        while not all(node.monitor("/jsz").get("meta_cluster", {}).get("leader") for node in nodes):
+            assert time.monotonic() < deadline, "no JetStream meta leader elected within 30 s"
+            time.sleep(0.1)
         admin = await connect(nodes, "admin")
         try:
             # what `coffeetime migrate` (and a service's start-up) does with the deployment's STREAM_REPLICAS
