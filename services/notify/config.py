@@ -33,9 +33,9 @@ LANES: tuple[bool, ...] = (True, False)
 receipt never waits behind a round of liaison messages in flight."""
 
 HTTP_CONCURRENCY = 16
-"""Requests one HTTP channel's delivery worker has in flight at once, and the size of that channel's own
-connection pool (all kept alive), so requests never queue for a connection. A channel of its own pool never
-waits for connections another channel holds."""
+"""Requests one delivery worker of an HTTP channel has in flight at once. The channel's own connection pool
+(all kept alive) holds its workers' together (:data:`LANES`), so requests never queue for a connection, and a
+channel of its own pool never waits for connections another channel holds."""
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.yaml")
 

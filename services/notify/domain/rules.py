@@ -42,16 +42,13 @@ class Rule(BaseModel):
     channels: list[ChannelName] = Field(min_length=1)
     template: str
 
-    def matches(self, subject: str, event: BaseModel) -> bool:
-        """Whether the rule applies: the subject matches and every ``when`` field has an accepted value.
+    def applies(self, event: BaseModel) -> bool:
+        """Whether every ``when`` field of the event has an accepted value (its subject is matched by the caller,
+        :meth:`NotifyRules.matching`).
 
         ``when`` names fields of the event's contract model (``outcome``, ``level``,
         ``accepted``; a dotted path reaches into a nested model).
         """
-        return subject_matches(self.subject, subject) and self.applies(event)
-
-    def applies(self, event: BaseModel) -> bool:
-        """Whether every ``when`` field of the event has an accepted value (the subject aside)."""
         for path, expected in self.when.items():
             actual = _lookup(event, path)
             accepted = expected if isinstance(expected, list) else [expected]
