@@ -21,6 +21,7 @@ from services.escalation.domain import (
     StepState,
 )
 from shared.contracts.events import ClockPause
+from shared.db import each_key
 
 
 class Closure(NamedTuple):
@@ -78,26 +79,6 @@ async def lock_appeals(conn: asyncpg.Connection, appeal_ids: Iterable[str]) -> N
             " FROM unnest($1::text[]) AS a ORDER BY h) AS ordered",
             keys,
         )
-
-
-# --- lookups by key -------------------------------------------------------------------
-
-
-def each_key(table: str, column: str, select: str) -> str:
-    """``SELECT select FROM table`` for the rows whose ``column`` is one of ``$1`` (text[]), probed key by key.
-
-    A batch looks up a few hundred keys in a table of any size. ``column = ANY($1)``
-    leaves the plan to the table's statistics, and those lag behind a table that
-    grows from empty (a new deployment, the benchmark) until autovacuum analyses
-    it; asyncpg's prepared statements then keep that plan (PostgreSQL's generic
-    plan after five runs). Measured on 60,000 firings never analysed since the
-    table was empty: a sequential scan comparing each row with the whole array,
-    107 ms for 190 keys (firing_states). The ``LATERAL`` subquery, kept apart by
-    ``OFFSET 0``, is one index probe per key whatever the statistics: 0.16 ms.
-    """
-    return (f"SELECT t.* FROM unnest($1::text[]) AS k(key)"
-            f" CROSS JOIN LATERAL (SELECT {select} FROM {table} WHERE {column} = k.key OFFSET 0) AS t")
-
 
 
 _FACT_COLUMNS = (

@@ -604,7 +604,7 @@ async def test_a_batchs_orders_and_steps_are_written_in_one_statement_each_and_r
 
 
 async def test_a_batchs_lookups_probe_an_index_per_key_even_on_a_table_grown_since_its_statistics(servers):
-    """The lookups of a batch (``store.each_key``) on tables that grew from empty since their plans were cached:
+    """The lookups of a batch (``shared.db.each_key``) on tables that grew from empty since their plans were cached:
     one index probe per key, where ``column = ANY($1)`` reads the whole table (PostgreSQL 16's generic plan);
     a step cancelled or fired is found by its unique key, not by walking the pending steps."""
     await migrate(servers["DATABASE_URL"], "escalation", MIGRATIONS)
